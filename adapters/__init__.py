@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from mrl_compress.errors import InvalidInput
+from mrl_compress.errors import InvalidInput, NotFound
 from mrl_compress.outputs import Output, SparseBatch
 
 PointId = int | str
@@ -210,3 +210,47 @@ def connect(uri: str) -> VectorStore:
 
 def is_store_uri(source: str) -> bool:
     return source.partition(":")[0] in ("qdrant", "qdrants", "qdrant-local", "edge", "milvus")
+
+
+def collection_not_found(collection: str, existing: Sequence[str]) -> NotFound:
+    """The one-line :class:`NotFound` every backend raises for a missing collection."""
+    names = ", ".join(repr(n) for n in sorted(existing)) or "none"
+    return NotFound(f"collection '{collection}' does not exist; the store has {names}")
+
+
+def vector_not_found(collection: str, vector: str, existing: Sequence[str]) -> NotFound:
+    """The one-line :class:`NotFound` every backend raises for a missing vector field."""
+    names = ", ".join(repr(n) for n in existing) or "none"
+    return NotFound(f"collection '{collection}' has no vector '{vector}'; it has {names}")
+
+
+def reservoir_sample(batches: Iterator[Batch], n: int, seed: int = 0) -> np.ndarray:
+    """Algorithm R over streamed batches: a uniform sample of ``n`` rows, memory O(n·d).
+
+    Deterministic for a given ``seed`` and batch order, so every backend that streams in a
+    stable order returns the same sample on every run. Fewer rows than ``n``: all of them.
+    """
+    rng = np.random.default_rng(seed)
+    reservoir: np.ndarray | None = None
+    seen = 0
+    for batch in batches:
+        rows = np.asarray(batch.vectors, dtype=np.float32)
+        if reservoir is None:
+            reservoir = np.empty((n, rows.shape[1]), dtype=np.float32)
+        fill = max(0, min(n - seen, len(rows)))
+        reservoir[seen : seen + fill] = rows[:fill]
+        rest = rows[fill:]
+        if len(rest):
+            # Row t (0-based, global) replaces slot j ~ U[0, t] when j < n.
+            t = seen + fill + np.arange(len(rest))
+            slots = rng.integers(0, t + 1)
+            keep = slots < n
+            slots, rest = slots[keep], rest[keep]
+            # Later rows win a slot chosen twice, as in the sequential algorithm.
+            _, last = np.unique(slots[::-1], return_index=True)
+            pick = len(slots) - 1 - last
+            reservoir[slots[pick]] = rest[pick]
+        seen += len(rows)
+    if reservoir is None:
+        return np.empty((0, 0), dtype=np.float32)
+    return reservoir[: min(n, seen)]

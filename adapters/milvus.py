@@ -1,0 +1,789 @@
+"""Milvus behind the :class:`~mrl_compress.adapters.VectorStore` protocol.
+
+``milvus:./file.db`` opens Milvus Lite (an in-process gRPC server per file, started by
+pymilvus); ``milvus://host:19530`` a Milvus server, with the token from ``MILVUS_TOKEN``.
+
+What Milvus cannot do, and what this adapter does instead:
+
+- No vector field can be added to an existing collection (Lite does not implement
+  ``add_collection_field``), so :meth:`MilvusStore.add_outputs` refuses and migration copies
+  into a new collection (``create_collection(like=...)``) that an alias swap makes live.
+- No in-engine rescore of one field's candidates by another (hybrid search only fuses lists),
+  and an id-filtered search on an HNSW index missed rows in Lite: the rerank stage fetches
+  the shortlist's full vectors and scores them with numpy, as Milvus's own Matryoshka funnel
+  tutorial does (https://milvus.io/docs/funnel_search_with_matryoshka.md).
+- pymilvus refuses an upsert row that lacks a field unless ``partial_update=True`` (a Milvus
+  2.6 feature), so :meth:`MilvusStore.write_outputs` reads the whole rows and writes them back
+  with the new fields; float32 values survive the round trip through Python floats exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from mrl_compress.adapters import (
+    Batch,
+    CollectionInfo,
+    Filter,
+    Hit,
+    PointId,
+    VectorField,
+    Vectors,
+    collection_not_found,
+    reservoir_sample,
+    vector_not_found,
+)
+from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError, require
+from mrl_compress.outputs import Output, SparseBatch
+
+T = TypeVar("T")
+
+# Milvus metric names <-> the protocol's distance names.
+_METRIC_TO_DISTANCE = {"COSINE": "cosine", "IP": "dot", "L2": "euclid"}
+_DISTANCE_TO_METRIC = {v: k for k, v in _METRIC_TO_DISTANCE.items()}
+_DENSE_TYPES = ("FLOAT_VECTOR", "FLOAT16_VECTOR", "BFLOAT16_VECTOR", "INT8_VECTOR")
+_SPARSE_TYPE = "SPARSE_FLOAT_VECTOR"
+# Keys of describe_index() that describe the index rather than parametrise it.
+_INDEX_INFO_KEYS = {
+    "index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
+    "pending_index_rows", "state", "index_state_fail_reason",
+}  # fmt: skip
+_RETRIES = 3
+_WRITE_CHUNK = 1000  # rows per upsert request: far below gRPC's 64 MB message limit at 4k dims
+# Lite runs everything in one Python process; its AUTOINDEX is HNSW when faiss is installed,
+# and an id-filtered HNSW search missed rows there: FLAT keeps Lite exact (it is for
+# correctness, not speed). A server picks its own index for new fields.
+_LITE_INDEX, _SERVER_INDEX = "FLAT", "AUTOINDEX"
+
+
+@dataclass
+class _Schema:
+    """What this adapter needs to know of a collection, read once from ``describe_collection``."""
+
+    name: str
+    raw: dict[str, Any]
+    pk: str
+    pk_is_int: bool
+    dynamic: bool
+    scalars: list[str]
+    vectors: dict[str, VectorField]
+    indexes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def payload_fields(self) -> list[str]:
+        """Output fields that bring back every payload key (``$meta`` holds dynamic ones)."""
+        return self.scalars + (["$meta"] if self.dynamic else [])
+
+    def metric(self, name: str) -> str:
+        return str(self.indexes.get(name, {}).get("metric_type") or "IP")
+
+
+class MilvusStore:
+    """A Milvus Lite file or a Milvus server, picked by URI (see the module docstring)."""
+
+    def __init__(self, uri: str, *, connect_timeout: float = 10.0) -> None:
+        require("pymilvus", "milvus")
+        self.uri = uri
+        self._lite, address = _address(uri)
+        self._client = _open_client(address, self._lite, connect_timeout)
+        self._schemas: dict[str, _Schema] = {}
+
+    # ── reading ──────────────────────────────────────────────────────────────────────────
+
+    def describe(self, collection: str) -> CollectionInfo:
+        schema = self._schema(collection)
+        rows = self._call(
+            f"count the rows of '{collection}'",
+            self._client.query,
+            collection,
+            filter="",
+            output_fields=["count(*)"],
+        )
+        aliases = self._call(
+            "list aliases", self._client.list_aliases, collection_name=schema.raw["collection_name"]
+        )
+        info = CollectionInfo(
+            name=collection,
+            count=int(rows[0]["count(*)"]),
+            fields=dict(schema.vectors),
+            aliases=sorted(aliases.get("aliases", [])),
+        )
+        _detect_langchain(schema, info)
+        return info
+
+    def iter_batches(
+        self,
+        collection: str,
+        vector: str | None = None,
+        batch_size: int = 512,
+        offset: Any | None = None,
+        with_payload: bool = True,
+    ) -> Iterator[Batch]:
+        """Points in primary-key order; ``next_offset`` is the last primary key of a batch.
+
+        ``iterator="True"`` asks for the primary-key order that pymilvus's own query iterator
+        relies on: without it Milvus Lite answers ``pk > x`` in insertion order.
+        """
+        if batch_size < 1:
+            raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
+        schema = self._schema(collection)
+        name = self._dense(schema, vector).name
+        outputs = [name] + (schema.payload_fields if with_payload else [])
+        cursor = offset
+        while True:
+            expr = "" if cursor is None else f"{schema.pk} > {_literal(cursor)}"
+            rows = self._call(
+                f"read '{collection}'",
+                self._client.query,
+                collection,
+                filter=expr,
+                limit=batch_size + 1,  # one more row says whether another batch follows
+                output_fields=outputs,
+                iterator="True",
+                reduce_stop_for_best="True",
+            )
+            if not rows:
+                return
+            rows.sort(key=lambda row: row[schema.pk])
+            more = len(rows) > batch_size
+            rows = rows[:batch_size]
+            cursor = rows[-1][schema.pk]
+            yield Batch(
+                ids=[row[schema.pk] for row in rows],
+                vectors=_dense_matrix([row[name] for row in rows], schema.vectors[name]),
+                payloads=[_payload(row, schema) for row in rows] if with_payload else [],
+                next_offset=cursor if more else None,
+            )
+            if not more:
+                return
+
+    def sample(self, collection: str, vector: str | None, n: int, seed: int = 0) -> np.ndarray:
+        if n < 1:
+            raise InvalidInput(f"sample size must be at least 1, got {n}")
+        batches = self.iter_batches(collection, vector, batch_size=2048, with_payload=False)
+        return reservoir_sample(batches, n, seed)
+
+    # ── schema changes ───────────────────────────────────────────────────────────────────
+
+    def create_collection(
+        self,
+        collection: str,
+        fields: Sequence[VectorField],
+        like: str | None = None,
+    ) -> None:
+        """A new collection with ``fields``; with ``like``, also every field of ``like``.
+
+        The copy keeps ``like``'s primary key (``auto_id`` off, so original ids survive),
+        scalar and dynamic fields, vector fields and their indexes: a copy migration upserts
+        whole points into it. Creating it again with the same fields is a no-op (resume).
+        """
+        from pymilvus import CollectionSchema
+
+        if self._exists(collection):
+            self._check_existing(collection, fields)
+            return
+        source = self._schema(like) if like is not None else None
+        if source is not None:
+            raw = _copyable_schema(source.raw)
+            schema = CollectionSchema.construct_from_dict(raw)
+        else:
+            schema = self._client.create_schema(auto_id=False, enable_dynamic_field=True)
+            schema.add_field("id", _dtype("INT64"), is_primary=True)
+        index = self._client.prepare_index_params()
+        existing = dict(source.vectors) if source is not None else {}
+        for name, copied in existing.items():
+            assert source is not None
+            index.add_index(name, **_index_args(source.indexes.get(name, {}), copied))
+        for vf in fields:
+            if vf.name in existing:
+                _same_field(existing[vf.name], vf, like or collection)
+                continue
+            _add_vector_field(schema, vf)
+            index.add_index(vf.name, **self._new_index(vf))
+        self._call(
+            f"create collection '{collection}'",
+            self._client.create_collection,
+            collection,
+            schema=schema,
+            index_params=index,
+            consistency_level="Strong",  # migration verifies what it just wrote
+        )
+        self._schemas.pop(collection, None)
+
+    def add_outputs(
+        self, collection: str, outputs: Sequence[Output], quantize: str | None = None
+    ) -> None:
+        schema = self._schema(collection)
+        missing = []
+        for out in outputs:
+            if out.name not in schema.vectors:
+                missing.append(out.name)
+                continue
+            wanted = VectorField(
+                out.name, out.kind, out.size if out.kind == "dense" else None, out.distance
+            )
+            _same_field(schema.vectors[out.name], wanted, collection)
+        if missing:
+            raise StoreError(
+                f"Milvus cannot add a vector field in place (wanted {', '.join(missing)} in "
+                f"'{collection}'): migration copies the points into a new collection with the "
+                "new fields and swaps an alias to it"
+            )
+
+    # ── writing ──────────────────────────────────────────────────────────────────────────
+
+    def upsert(
+        self,
+        collection: str,
+        ids: Sequence[PointId],
+        vectors: Mapping[str, Vectors],
+        payloads: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        schema = self._schema(collection)
+        if payloads is not None and len(payloads) != len(ids):
+            raise InvalidInput(f"got {len(ids)} ids but {len(payloads)} payloads")
+        columns = {name: self._column(schema, name, v, len(ids)) for name, v in vectors.items()}
+        rows = []
+        for i, point_id in enumerate(ids):
+            row: dict[str, Any] = dict(payloads[i]) if payloads is not None else {}
+            row[schema.pk] = _check_id(point_id, schema)
+            for name, column in columns.items():
+                row[name] = column[i]
+            rows.append(row)
+        self._write(collection, rows)
+
+    def write_outputs(
+        self, collection: str, ids: Sequence[PointId], encoded: Mapping[str, Vectors]
+    ) -> None:
+        """Read the whole rows, set the new fields, write them back (see the module docstring)."""
+        schema = self._schema(collection)
+        columns = {name: self._column(schema, name, v, len(ids)) for name, v in encoded.items()}
+        rows = {row[schema.pk]: row for row in self._fetch(schema, ids, ["*"])}
+        absent = [i for i in ids if i not in rows]
+        if absent:
+            raise NotFound(
+                f"{len(absent)} of {len(ids)} points do not exist in '{collection}' "
+                f"(first: {absent[0]!r}): upsert whole points instead"
+            )
+        out = []
+        for i, point_id in enumerate(ids):
+            row = rows[point_id]
+            for name, column in columns.items():
+                row[name] = column[i]
+            out.append(row)
+        self._write(collection, out)
+
+    # ── searching ────────────────────────────────────────────────────────────────────────
+
+    def search(
+        self,
+        collection: str,
+        vector: str,
+        queries: Vectors,
+        k: int,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]:
+        schema = self._schema(collection)
+        results = self._ann(schema, vector, queries, k, filter, schema.payload_fields)
+        return [
+            [Hit(r["id"], float(r["distance"]), _payload(r["entity"], schema)) for r in hits]
+            for hits in results
+        ]
+
+    def two_stage_search(
+        self,
+        collection: str,
+        queries: np.ndarray,
+        stage1: str,
+        stage1_queries: Vectors,
+        k: int,
+        oversample: int = 10,
+        full_vector: str | None = None,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]:
+        """Shortlist on ``stage1`` in Milvus, rerank by cosine on the full vectors with numpy.
+
+        The shortlist brings its full vectors back as output fields of the stage-1 search:
+        measured on Lite (2,000 × 384, k=10, oversample=10) that was faster than a second
+        ``query`` by ids (see tests/adapters/test_milvus.py::test_fetch_strategy_note).
+        """
+        schema = self._schema(collection)
+        queries = _as_matrix(queries)
+        full = self._full_field(schema, stage1, queries.shape[1], full_vector)
+        limit = max(k, k * oversample)
+        shortlists = self._ann(
+            schema, stage1, stage1_queries, limit, filter, schema.payload_fields + [full.name]
+        )
+        if len(shortlists) != len(queries):
+            raise InvalidInput(
+                f"got {len(queries)} full queries but {len(shortlists)} stage-1 queries"
+            )
+        return [
+            _rerank(query, hits, full, schema, k)
+            for query, hits in zip(_normalise(queries), shortlists, strict=True)
+        ]
+
+    # ── aliases and lifecycle ────────────────────────────────────────────────────────────
+
+    def swap_alias(self, alias: str, collection: str) -> None:
+        self._schema(collection)  # NotFound naming what exists
+        if alias in self._call("list collections", self._client.list_collections):
+            raise Conflict(
+                f"'{alias}' is a collection, not an alias: Milvus cannot alias a name a "
+                "collection holds; drop or rename that collection first"
+            )
+        target = self._alias_target(alias)
+        if target == collection:
+            return
+        action = self._client.create_alias if target is None else self._client.alter_alias
+        self._call(f"point alias '{alias}' at '{collection}'", action, collection, alias)
+        self._schemas.pop(alias, None)
+
+    def drop_collection(self, collection: str) -> None:
+        """Drop ``collection`` (a no-op when it does not exist, so cleanup can be re-run)."""
+        self._schemas.pop(collection, None)
+        if not self._exists(collection):
+            return
+        self._call(f"drop collection '{collection}'", self._client.drop_collection, collection)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ── internals ────────────────────────────────────────────────────────────────────────
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one pymilvus call; connection blips are retried, refusals become StoreError."""
+        from pymilvus.exceptions import MilvusException
+
+        for attempt in range(_RETRIES):
+            try:
+                return fn(*args, **kwargs)
+            except MilvusException as e:
+                if not _transient(e) or attempt == _RETRIES - 1:
+                    raise StoreError(f"Milvus could not {what}: {_reason(e)}") from None
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _exists(self, collection: str) -> bool:
+        return bool(self._call("list collections", self._client.has_collection, collection))
+
+    def _schema(self, collection: str) -> _Schema:
+        """The collection's schema and indexes, cached until this store changes them."""
+        if collection in self._schemas:
+            return self._schemas[collection]
+        if not self._exists(collection):
+            names = self._call("list collections", self._client.list_collections)
+            raise collection_not_found(collection, names)
+        raw = self._call(f"describe '{collection}'", self._client.describe_collection, collection)
+        indexes = {}
+        for index_name in self._call("list indexes", self._client.list_indexes, collection):
+            info = self._call(
+                "describe an index", self._client.describe_index, collection, index_name
+            )
+            indexes[info["field_name"]] = info
+        schema = _parse_schema(collection, raw, indexes)
+        self._schemas[collection] = schema
+        return schema
+
+    def _dense(self, schema: _Schema, name: str | None) -> VectorField:
+        info = CollectionInfo(name=schema.name, count=0, fields=schema.vectors)
+        return info.dense(name)
+
+    def _field(self, schema: _Schema, name: str) -> VectorField:
+        if name not in schema.vectors:
+            raise vector_not_found(schema.name, name, list(schema.vectors))
+        return schema.vectors[name]
+
+    def _full_field(self, schema: _Schema, stage1: str, dim: int, name: str | None) -> VectorField:
+        """The rerank field: named, or the one dense field (besides stage 1) of the query's size."""
+        if name is not None:
+            return _check_dense(self._field(schema, name), dim)
+        same = [
+            f for f in schema.vectors.values()
+            if f.kind == "dense" and f.size == dim and f.name != stage1
+        ]  # fmt: skip
+        if len(same) == 1:
+            return same[0]
+        sizes = ", ".join(f"'{f.name}' ({f.size or 'sparse'})" for f in schema.vectors.values())
+        raise InvalidInput(
+            f"cannot tell which vector of '{schema.name}' is the full one for {dim}-d queries "
+            f"(fields: {sizes}): pass full_vector"
+        )
+
+    def _column(self, schema: _Schema, name: str, values: Vectors, n: int) -> list[Any]:
+        """Rows of one vector field as pymilvus takes them: float32 arrays or sparse dicts."""
+        vf = self._field(schema, name)
+        if vf.kind == "sparse":
+            if not isinstance(values, SparseBatch):
+                raise InvalidInput(f"field '{name}' is sparse: pass a SparseBatch")
+            rows: list[Any] = [_sparse_row(values, i) for i in range(len(values))]
+        else:
+            if isinstance(values, SparseBatch):
+                raise InvalidInput(f"field '{name}' is dense: pass an array, not a SparseBatch")
+            matrix = _as_matrix(values)
+            _check_dense(vf, matrix.shape[1])
+            rows = list(matrix)
+        if len(rows) != n:
+            raise InvalidInput(f"got {n} ids but {len(rows)} rows for vector '{name}'")
+        return rows
+
+    def _write(self, collection: str, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), _WRITE_CHUNK):
+            self._call(
+                f"write to '{collection}'",
+                self._client.upsert,
+                collection,
+                rows[start : start + _WRITE_CHUNK],
+            )
+
+    def _fetch(
+        self, schema: _Schema, ids: Sequence[PointId], outputs: list[str]
+    ) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        checked = [_check_id(i, schema) for i in ids]
+        return self._call(
+            f"read points of '{schema.name}'",
+            self._client.query,
+            schema.name,
+            filter=f"{schema.pk} in {json.dumps(checked, ensure_ascii=False)}",
+            output_fields=outputs,
+        )
+
+    def _ann(
+        self,
+        schema: _Schema,
+        vector: str,
+        queries: Vectors,
+        k: int,
+        filter: Filter | None,
+        outputs: list[str],
+    ) -> list[list[dict[str, Any]]]:
+        vf = self._field(schema, vector)
+        if k < 1:
+            raise InvalidInput(f"k must be at least 1, got {k}")
+        if vf.kind == "sparse":
+            if not isinstance(queries, SparseBatch):
+                raise InvalidInput(f"vector '{vector}' is sparse: pass a SparseBatch of queries")
+            data: list[Any] = [_sparse_row(queries, i) for i in range(len(queries))]
+        else:
+            if isinstance(queries, SparseBatch):
+                raise InvalidInput(f"vector '{vector}' is dense: pass an array of queries")
+            matrix = _as_matrix(queries)
+            _check_dense(vf, matrix.shape[1])
+            data = list(matrix)
+        if not data:
+            return []
+        results = self._call(
+            f"search '{schema.name}' on '{vector}'",
+            self._client.search,
+            schema.name,
+            data=data,
+            anns_field=vector,
+            limit=k,
+            filter=_filter_expr(filter, schema),
+            output_fields=outputs,
+            search_params={"metric_type": schema.metric(vector)},
+        )
+        return [list(hits) for hits in results]
+
+    def _new_index(self, vf: VectorField) -> dict[str, Any]:
+        if vf.kind == "sparse":
+            return {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "IP"}
+        metric = _DISTANCE_TO_METRIC.get(vf.distance or "cosine")
+        if metric is None:
+            raise InvalidInput(
+                f"Milvus has no metric for distance '{vf.distance}' (field '{vf.name}'): "
+                f"use one of {', '.join(_DISTANCE_TO_METRIC)}"
+            )
+        return {"index_type": _LITE_INDEX if self._lite else _SERVER_INDEX, "metric_type": metric}
+
+    def _check_existing(self, collection: str, fields: Sequence[VectorField]) -> None:
+        schema = self._schema(collection)
+        for vf in fields:
+            if vf.name not in schema.vectors:
+                raise Conflict(
+                    f"collection '{collection}' already exists without vector '{vf.name}': "
+                    "drop it or pick another name"
+                )
+            _same_field(schema.vectors[vf.name], vf, collection)
+
+    def _alias_target(self, alias: str) -> str | None:
+        # Listing first: describe_alias on a missing alias fails, and pymilvus logs every
+        # failed call with a traceback.
+        known = self._call("list aliases", self._client.list_aliases).get("aliases", [])
+        if alias not in known:
+            return None
+        described = self._call(f"describe alias '{alias}'", self._client.describe_alias, alias)
+        return str(described.get("collection_name")) or None
+
+
+# ── connection ───────────────────────────────────────────────────────────────────────────
+
+
+def _address(uri: str) -> tuple[bool, str]:
+    """(is Lite, what pymilvus takes) for ``milvus:./x.db`` or ``milvus://host:port``."""
+    scheme, _, rest = uri.partition(":")
+    if scheme != "milvus" or not rest:
+        raise InvalidInput(
+            f"not a Milvus URI: '{uri}' (expected milvus:./file.db or milvus://host:port)"
+        )
+    if rest.startswith("//"):
+        host = rest[2:].rstrip("/")
+        if not host:
+            raise InvalidInput(f"Milvus URI '{uri}' names no host: expected milvus://host:19530")
+        return False, ("https://" if host.endswith(":443") else "http://") + host
+    if not rest.endswith(".db"):
+        raise InvalidInput(
+            f"Milvus Lite needs a file ending in .db, got '{rest}': use milvus:./name.db"
+        )
+    return True, rest
+
+
+def _open_client(address: str, lite: bool, timeout: float) -> Any:
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    token = "" if lite else os.environ.get("MILVUS_TOKEN", "")
+    for attempt in range(_RETRIES):
+        try:
+            return MilvusClient(uri=address, token=token, timeout=timeout)
+        except MilvusException as e:
+            if not _transient(e) or attempt == _RETRIES - 1:
+                raise StoreError(
+                    f"cannot connect to Milvus at {address} ({_RETRIES} tries): {_reason(e)}; "
+                    "check the address, that the server runs, and MILVUS_TOKEN"
+                ) from None
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _transient(error: Exception) -> bool:
+    from pymilvus.exceptions import ConnectError, MilvusUnavailableException
+
+    # code 2 is pymilvus's "Fail connecting to server" (channel never became ready)
+    return isinstance(error, ConnectError | MilvusUnavailableException) or (
+        getattr(error, "code", None) == 2
+    )
+
+
+def _reason(error: Exception) -> str:
+    message = str(getattr(error, "message", "") or error)
+    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+
+
+# ── schema ───────────────────────────────────────────────────────────────────────────────
+
+
+def _dtype(name: str) -> Any:
+    from pymilvus import DataType
+
+    return DataType[name]
+
+
+def _parse_schema(
+    collection: str, raw: dict[str, Any], indexes: dict[str, dict[str, Any]]
+) -> _Schema:
+    pk, pk_is_int, scalars, vectors = "", False, [], {}
+    for f in raw["fields"]:
+        kind = f["type"].name
+        if f.get("is_primary"):
+            pk, pk_is_int = f["name"], kind == "INT64"
+        elif kind == _SPARSE_TYPE:
+            vectors[f["name"]] = VectorField(f["name"], "sparse", None, None)
+        elif kind in _DENSE_TYPES or kind == "BINARY_VECTOR":
+            metric = str(indexes.get(f["name"], {}).get("metric_type") or "")
+            vectors[f["name"]] = VectorField(
+                f["name"], "dense", int(f["params"]["dim"]),
+                _METRIC_TO_DISTANCE.get(metric, metric.lower() or None),
+            )  # fmt: skip
+        elif not f.get("is_dynamic"):
+            scalars.append(f["name"])
+    return _Schema(
+        name=collection,
+        raw=raw,
+        pk=pk,
+        pk_is_int=pk_is_int,
+        dynamic=bool(raw.get("enable_dynamic_field")),
+        scalars=scalars,
+        vectors=vectors,
+        indexes=indexes,
+    )
+
+
+def _detect_langchain(schema: _Schema, info: CollectionInfo) -> None:
+    """langchain-milvus 0.4 defaults: primary ``pk``, VARCHAR ``text``, vector ``vector``.
+
+    Its metadata is either one scalar field per key (the default), dynamic fields
+    (``enable_dynamic_field=True``) or one JSON field (``metadata_field=...``, deprecated).
+    ``metadata_key`` names that JSON field, and is None when the metadata is every payload
+    key but the text (the first two layouts: this adapter returns dynamic keys flattened).
+    """
+    if schema.pk != "pk" or "text" not in schema.scalars or "vector" not in schema.vectors:
+        return
+    info.langchain = "milvus"
+    info.text_key = "text"
+    types = {f["name"]: f["type"].name for f in schema.raw["fields"]}
+    if types.get("metadata") == "JSON":
+        info.metadata_key = "metadata"
+
+
+def _copyable_schema(raw: dict[str, Any]) -> dict[str, Any]:
+    """``like``'s schema for a copy: ids are written by the migration, not generated."""
+    copied = dict(raw)
+    fields = []
+    for f in raw["fields"]:
+        if f.get("is_dynamic"):
+            continue  # enable_dynamic_field recreates $meta
+        f = dict(f)
+        if f.get("is_primary"):
+            f["auto_id"] = False
+        fields.append(f)
+    copied["fields"] = fields
+    return copied
+
+
+def _add_vector_field(schema: Any, vf: VectorField) -> None:
+    if vf.kind == "sparse":
+        schema.add_field(vf.name, _dtype(_SPARSE_TYPE))
+    else:
+        if not vf.size:
+            raise InvalidInput(f"dense field '{vf.name}' needs a size")
+        schema.add_field(vf.name, _dtype("FLOAT_VECTOR"), dim=vf.size)
+
+
+def _index_args(info: dict[str, Any], vf: VectorField) -> dict[str, Any]:
+    """Index arguments that rebuild ``info`` (from describe_index) on a copied field."""
+    if not info:
+        return {"index_type": "SPARSE_INVERTED_INDEX" if vf.kind == "sparse" else "FLAT",
+                "metric_type": "IP" if vf.kind == "sparse" else "COSINE"}  # fmt: skip
+    params = {k: v for k, v in info.items() if k not in _INDEX_INFO_KEYS}
+    return {"index_type": info["index_type"], "metric_type": info["metric_type"], "params": params}
+
+
+def _same_field(have: VectorField, want: VectorField, collection: str) -> None:
+    """Conflict unless ``have`` can serve as ``want`` (sparse sizes are not in the schema)."""
+    if have.kind != want.kind or (want.kind == "dense" and have.size != want.size):
+        size = "sparse" if have.kind == "sparse" else f"dense, {have.size} dims"
+        wanted = "sparse" if want.kind == "sparse" else f"dense, {want.size} dims"
+        raise Conflict(
+            f"vector '{want.name}' of '{collection}' is {size}, not {wanted}: "
+            "pick another output name or drop the field's collection"
+        )
+
+
+# ── values ───────────────────────────────────────────────────────────────────────────────
+
+
+def _as_matrix(values: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(values, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    if matrix.ndim != 2:
+        raise InvalidInput(f"expected a 2-d array of vectors, got shape {matrix.shape}")
+    return matrix
+
+
+def _check_dense(vf: VectorField, dim: int) -> VectorField:
+    if vf.kind != "dense":
+        raise InvalidInput(f"vector '{vf.name}' is sparse: pass a SparseBatch")
+    if vf.size != dim:
+        raise InvalidInput(f"vector '{vf.name}' has {vf.size} dims but the input has {dim}")
+    return vf
+
+
+def _sparse_row(batch: SparseBatch, i: int) -> dict[int, float]:
+    indices, values = batch.row(i)  # drops the zero padding
+    return {int(j): float(v) for j, v in zip(indices, values, strict=True)}
+
+
+def _dense_matrix(rows: list[Any], vf: VectorField) -> np.ndarray:
+    if not rows:
+        return np.empty((0, vf.size or 0), dtype=np.float32)
+    if isinstance(rows[0], bytes | bytearray):  # float16 fields come back as raw bytes
+        return np.stack([np.frombuffer(r, dtype=np.float16) for r in rows]).astype(np.float32)
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _payload(row: Mapping[str, Any], schema: _Schema) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != schema.pk and k not in schema.vectors}
+
+
+def _check_id(point_id: PointId, schema: _Schema) -> PointId:
+    if schema.pk_is_int and not isinstance(point_id, int | np.integer):
+        raise InvalidInput(
+            f"collection '{schema.name}' has integer ids ('{schema.pk}'), got {point_id!r}"
+        )
+    if not schema.pk_is_int and not isinstance(point_id, str):
+        raise InvalidInput(
+            f"collection '{schema.name}' has string ids ('{schema.pk}'), got {point_id!r}"
+        )
+    return int(point_id) if schema.pk_is_int else point_id
+
+
+def _literal(value: Any) -> str:
+    """A Milvus expression literal: JSON's quoting matches Milvus's string escapes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | np.integer | np.floating):
+        return repr(value.item() if isinstance(value, np.generic) else value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise InvalidInput(f"cannot filter on {value!r}: use a string, number, bool or list")
+
+
+def _filter_expr(filter: Filter | None, schema: _Schema) -> str:
+    """``{"metadata.lang": "en", "n": [1, 2]}`` → ``metadata["lang"] == "en" and n in [1, 2]``.
+
+    A dot walks into a JSON (or dynamic) field. On a langchain-milvus collection whose
+    metadata keys are fields of their own, ``metadata.`` is dropped, so filters written for
+    langchain-qdrant's nested ``metadata`` payload work unchanged.
+    """
+    parts = []
+    for key, value in (filter or {}).items():
+        head, *path = key.split(".")
+        if head == "metadata" and path and "metadata" not in schema.scalars and schema.pk == "pk":
+            head, *path = path
+        if head not in schema.scalars and head != schema.pk and not schema.dynamic:
+            raise InvalidInput(
+                f"cannot filter on '{key}': '{schema.name}' has no field '{head}' "
+                f"(fields: {', '.join(schema.scalars) or 'none'})"
+            )
+        target = head + "".join(f"[{json.dumps(p, ensure_ascii=False)}]" for p in path)
+        if isinstance(value, list | tuple | set):
+            parts.append(f"{target} in [{', '.join(_literal(v) for v in value)}]")
+        else:
+            parts.append(f"{target} == {_literal(value)}")
+    return " and ".join(parts)
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def _rerank(
+    query: np.ndarray, hits: list[dict[str, Any]], full: VectorField, schema: _Schema, k: int
+) -> list[Hit]:
+    """Exact cosine of the normalised query against each candidate's full vector."""
+    if not hits:
+        return []
+    vectors = _dense_matrix([h["entity"][full.name] for h in hits], full)
+    scores = _normalise(vectors) @ query
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [
+        Hit(hits[i]["id"], float(scores[i]), _payload(hits[i]["entity"], schema)) for i in order
+    ]

@@ -1,0 +1,635 @@
+"""Qdrant through qdrant-client: a server (``qdrant://``, ``qdrants://``) or its local mode.
+
+=====================================  =====================================================
+URI                                    client
+=====================================  =====================================================
+``qdrant://host:6333``                 ``QdrantClient(url="http://host:6333")``
+``qdrants://host:6333``                ``QdrantClient(url="https://host:6333")``
+``qdrant-local:./dir``                 ``QdrantClient(path="./dir")`` (local mode, on disk)
+``qdrant-local::memory:``              ``QdrantClient(location=":memory:")``
+=====================================  =====================================================
+
+The API key comes from ``QDRANT_API_KEY`` only: a key written in the URI would end up in shell
+history and logs, so such a URI is refused. A path after ``host:port`` (``/docs``) names a
+collection for the CLI and is ignored here.
+
+Compressed outputs become named vectors of the same points (``create_vector_name``, server
+>= 1.18 and local mode), and two-stage search runs inside the engine with the Query API:
+a ``prefetch`` on the small field, then the full vector rescoring that shortlist
+(https://qdrant.tech/documentation/concepts/hybrid-queries/#multi-stage-queries).
+
+The pure helpers below (filters, query checks, conversion of sparse rows) are shared with
+:mod:`mrl_compress.adapters.qdrant_edge`, which speaks the same engine in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from mrl_compress.adapters import (
+    Batch,
+    CollectionInfo,
+    Filter,
+    Hit,
+    PointId,
+    VectorField,
+    Vectors,
+    collection_not_found,
+    reservoir_sample,
+    vector_not_found,
+)
+from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
+from mrl_compress.outputs import Output, SparseBatch
+
+T = TypeVar("T")
+
+IN_PLACE_SINCE = (1, 18)
+"""First Qdrant server release with ``create_vector_name`` (adding a vector to a collection)."""
+TRIES = 3
+BACKOFF_S = (0.2, 0.6)
+WRITE_CHUNK = 256
+QUANTIZE = (None, "int8", "binary")
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers, shared with the Edge adapter (both speak Qdrant's data model).
+# ---------------------------------------------------------------------------------------------
+
+
+def distance_name(engine_distance: Any) -> str:
+    """``Distance.COSINE`` / ``"Cosine"`` -> ``"cosine"`` (the protocol's spelling)."""
+    return str(getattr(engine_distance, "value", engine_distance)).lower()
+
+
+def default_vector(collection: str, fields: Mapping[str, VectorField], name: str | None) -> str:
+    """The dense field to read: ``name``, else the unnamed ``""``, else the only dense one.
+
+    LangChain and most applications keep their full vector as the unnamed default, and it
+    stays the "full" vector after compressed fields are added beside it.
+    """
+    if name is None and "" in fields and fields[""].kind == "dense":
+        return ""
+    if name is not None and name not in fields:
+        raise vector_not_found(collection, name, list(fields))
+    info = CollectionInfo(collection, 0, dict(fields))
+    return info.dense(name).name
+
+
+def field_of(collection: str, fields: Mapping[str, VectorField], name: str) -> VectorField:
+    if name not in fields:
+        raise vector_not_found(collection, name, list(fields))
+    return fields[name]
+
+
+def check_queries(field: VectorField, queries: Vectors) -> Vectors:
+    """Queries that fit ``field``: sparse batches for sparse fields, (n, size) for dense."""
+    if field.kind == "sparse":
+        if not isinstance(queries, SparseBatch):
+            raise InvalidInput(
+                f"vector '{field.name}' is sparse: pass its queries as a SparseBatch, "
+                f"not a {type(queries).__name__}"
+            )
+        return queries
+    if isinstance(queries, SparseBatch):
+        raise InvalidInput(f"vector '{field.name}' is dense: pass its queries as an array")
+    array = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    if array.ndim != 2 or array.shape[1] != field.size:
+        raise InvalidInput(
+            f"queries for vector '{field.name}' have shape {tuple(array.shape)}; "
+            f"the field holds {field.size}-d vectors"
+        )
+    return array
+
+
+def sparse_rows(batch: SparseBatch) -> list[tuple[list[int], list[float]]]:
+    """(indices, values) per row, zero padding dropped (Qdrant stores only non-zeros)."""
+    rows = []
+    for i in range(len(batch)):
+        indices, values = batch.row(i)
+        rows.append((indices.astype(int).tolist(), values.astype(float).tolist()))
+    return rows
+
+
+def vector_rows(values: Vectors, sparse: Callable[[list[int], list[float]], Any]) -> list[Any]:
+    """One engine value per row: a list of floats, or ``sparse(indices, values)``."""
+    if isinstance(values, SparseBatch):
+        return [sparse(i, v) for i, v in sparse_rows(values)]
+    return np.atleast_2d(np.asarray(values, dtype=np.float32)).tolist()
+
+
+def payload_filter(filter: Filter | None, models: Any) -> Any | None:
+    """``{"metadata.lang": "en"}`` -> ``Filter(must=[FieldCondition(key, MatchValue)])``.
+
+    Qdrant reads dotted keys as paths into nested payload objects
+    (https://qdrant.tech/documentation/concepts/filtering/#nested-key), so the protocol's
+    dotted keys pass through unchanged. ``models`` is ``qdrant_client.models`` or
+    ``qdrant_edge``: both name these classes alike.
+    """
+    if not filter:
+        return None
+    conditions = []
+    for key, value in filter.items():
+        if not isinstance(value, (str, int, bool)):
+            raise InvalidInput(
+                f"filter value for '{key}' is a {type(value).__name__}; Qdrant matches "
+                "exact strings, integers and booleans"
+            )
+        conditions.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+    return models.Filter(must=conditions)
+
+
+def langchain_layout(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    """CollectionInfo fields for a langchain-qdrant payload (``page_content``, ``metadata``)."""
+    if payload and "page_content" in payload and "metadata" in payload:
+        return {"langchain": "qdrant", "text_key": "page_content", "metadata_key": "metadata"}
+    return {}
+
+
+def needs_field(collection: str, fields: Mapping[str, VectorField], output: Output) -> bool:
+    """False when ``output`` already has its field; :class:`Conflict` when the name is taken."""
+    found = fields.get(output.name)
+    if found is None:
+        return True
+    if found.kind == output.kind and (output.kind == "sparse" or found.size == output.size):
+        return False
+    have = f"{found.kind}, {found.size} dims" if found.kind == "dense" else "sparse"
+    want = f"{output.kind}, {output.size} dims" if output.kind == "dense" else "sparse"
+    raise Conflict(
+        f"collection '{collection}' already has vector '{output.name}' ({have}); the "
+        f"compressor writes {want}: drop that field or rename the output"
+    )
+
+
+def check_quantize(quantize: str | None) -> None:
+    if quantize not in QUANTIZE:
+        raise InvalidInput(f"quantize must be 'int8', 'binary' or None, not {quantize!r}")
+
+
+def vector_of(stored: Any, name: str) -> Any:
+    """A record's vector ``name``: Qdrant returns a bare list when only ``""`` is present."""
+    if isinstance(stored, dict):
+        return stored.get(name)
+    return stored if name == "" else None
+
+
+def to_batch(
+    collection: str, records: Sequence[Any], name: str, size: int | None, next_offset: Any
+) -> Batch:
+    rows = []
+    for record in records:
+        value = vector_of(record.vector, name)
+        if value is None:
+            raise StoreError(
+                f"point {record.id!r} of '{collection}' has no vector '{name}': "
+                "every point must carry the vector being read"
+            )
+        rows.append(value)
+    vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), size or 0)
+    return Batch(
+        ids=[record.id for record in records],
+        vectors=vectors,
+        payloads=[dict(record.payload or {}) for record in records],
+        next_offset=next_offset,
+    )
+
+
+def to_hits(points: Sequence[Any]) -> list[Hit]:
+    return [Hit(id=p.id, score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+
+def same_length(*sizes: int) -> None:
+    if len(set(sizes)) > 1:
+        raise InvalidInput(f"ids, vectors and payloads have different lengths: {sizes}")
+
+
+def parse_version(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("-")[0].split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# qdrant-client
+# ---------------------------------------------------------------------------------------------
+
+
+def client_settings(uri: str) -> tuple[bool, dict[str, Any], str]:
+    """(local?, QdrantClient kwargs, where) for a store URI; the key only from the env."""
+    scheme, _, rest = uri.partition(":")
+    if scheme == "qdrant-local":
+        if rest in (":memory:", ""):
+            return True, {"location": ":memory:"}, "memory"
+        return True, {"path": rest}, rest
+    if scheme not in ("qdrant", "qdrants", "http", "https"):
+        raise InvalidInput(f"not a Qdrant URI: '{uri}'")
+    parts = urlsplit(uri)
+    if parts.username or parts.password or "api_key" in parts.query.lower():
+        raise InvalidInput(
+            "do not put the Qdrant API key in the URI: set the environment variable "
+            "QDRANT_API_KEY instead"
+        )
+    secure = scheme in ("qdrants", "https")
+    url = f"{'https' if secure else 'http'}://{parts.hostname}:{parts.port or 6333}"
+    settings = {"url": url, "api_key": os.environ.get("QDRANT_API_KEY") or None}
+    return False, settings, url
+
+
+def is_transient(error: BaseException) -> bool:
+    """Connection-level failures worth another try (refused, reset, timed out)."""
+    from qdrant_client.http.exceptions import ResponseHandlingException
+
+    return isinstance(error, (ResponseHandlingException, ConnectionError, TimeoutError))
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+class QdrantStore:
+    """A Qdrant server or qdrant-client local mode behind :class:`VectorStore`.
+
+    ``client`` lets an application that already holds a ``QdrantClient`` (for example a
+    ``langchain_qdrant.QdrantVectorStore.client``) share it: local mode locks its folder to
+    one client per process.
+    """
+
+    def __init__(self, uri: str, client: Any | None = None) -> None:
+        require("qdrant_client", "qdrant")
+        from qdrant_client import QdrantClient, models
+
+        self.uri = uri
+        self._models = models
+        self._local, settings, self._where = client_settings(uri)
+        if client is None:
+            if not self._local:
+                settings["check_compatibility"] = False  # we probe the version ourselves
+            client = QdrantClient(**settings)
+        self._client = client
+        self._version = parse_version(self._call("ask the version", lambda: client.info().version))
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _call(self, what: str, action: Callable[[], T]) -> T:
+        """Run one client call; retry transient failures on a server, then one clear error."""
+        tries = 1 if self._local else TRIES
+        for attempt in range(tries):
+            try:
+                return action()
+            except MrlCompressError:
+                raise
+            except Exception as error:  # the client raises many types: translate them once
+                if self._local or not is_transient(error):
+                    raise StoreError(f"Qdrant could not {what}: {one_line(error)}") from error
+                if attempt + 1 == tries:
+                    raise StoreError(
+                        f"cannot reach Qdrant at {self._where} after {tries} tries: "
+                        f"{one_line(error)}"
+                    ) from error
+                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+        raise AssertionError("unreachable")
+
+    def _collections(self) -> list[str]:
+        listed = self._call("list collections", self._client.get_collections)
+        return [c.name for c in listed.collections]
+
+    def _aliases(self) -> dict[str, str]:
+        listed = self._call("list aliases", self._client.get_aliases)
+        return {a.alias_name: a.collection_name for a in listed.aliases}
+
+    def _exists(self, collection: str) -> bool:
+        return collection in self._collections() or collection in self._aliases()
+
+    def _require(self, collection: str) -> None:
+        if not self._exists(collection):
+            raise collection_not_found(collection, self._collections())
+
+    def _fields(self, collection: str) -> dict[str, VectorField]:
+        self._require(collection)
+        params = self._call(
+            f"read collection '{collection}'", lambda: self._client.get_collection(collection)
+        ).config.params
+        dense = params.vectors
+        if dense is not None and not isinstance(dense, dict):
+            dense = {"": dense}
+        fields = {
+            name: VectorField(name, "dense", int(p.size), distance_name(p.distance))
+            for name, p in (dense or {}).items()
+        }
+        for name in params.sparse_vectors or {}:
+            fields[name] = VectorField(name, "sparse", None, None)
+        return fields
+
+    def _point_vector(self, values: Vectors) -> list[Any]:
+        models = self._models
+        return vector_rows(values, lambda i, v: models.SparseVector(indices=i, values=v))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def describe(self, collection: str) -> CollectionInfo:
+        fields = self._fields(collection)
+        client = self._client
+        count = self._call("count points", lambda: client.count(collection, exact=True).count)
+        first, _ = self._call(
+            "read a point",
+            lambda: client.scroll(collection, limit=1, with_payload=True, with_vectors=False),
+        )
+        aliases = [a for a, target in self._aliases().items() if target == collection]
+        layout = langchain_layout(first[0].payload if first else None)
+        return CollectionInfo(collection, int(count), fields, aliases=aliases, **layout)
+
+    def iter_batches(
+        self,
+        collection: str,
+        vector: str | None = None,
+        batch_size: int = 512,
+        offset: Any | None = None,
+        with_payload: bool = True,
+    ) -> Iterator[Batch]:
+        """Scroll in point-id order (Qdrant's scroll order): ``next_offset`` is the next id."""
+        fields = self._fields(collection)
+        name = default_vector(collection, fields, vector)
+        while True:
+            records, offset = self._call(
+                f"scroll '{collection}'",
+                partial(
+                    self._client.scroll,
+                    collection,
+                    limit=batch_size,
+                    offset=offset,
+                    with_payload=with_payload,
+                    with_vectors=[name],
+                ),
+            )
+            if records:
+                yield to_batch(collection, records, name, fields[name].size, offset)
+            if offset is None:
+                return
+
+    def sample(self, collection: str, vector: str | None, n: int, seed: int = 0) -> np.ndarray:
+        batches = self.iter_batches(collection, vector, batch_size=1024, with_payload=False)
+        return reservoir_sample(batches, n, seed)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _distance(self, name: str | None) -> Any:
+        table = {d.value.lower(): d for d in self._models.Distance}
+        if (name or "cosine") not in table:
+            raise InvalidInput(f"unknown distance '{name}': expected one of {sorted(table)}")
+        return table[name or "cosine"]
+
+    def create_collection(
+        self,
+        collection: str,
+        fields: Sequence[VectorField],
+        like: str | None = None,
+    ) -> None:
+        """A new collection; a repeated call with the same fields is a no-op (resumable)."""
+        models = self._models
+        wanted = {f.name: f for f in fields}
+        if self._exists(collection):
+            if self._fields(collection) != wanted:
+                raise Conflict(
+                    f"collection '{collection}' already exists with other vector fields: "
+                    "drop it or choose another name"
+                )
+            return
+        dense: dict[str, Any] = {
+            f.name: models.VectorParams(size=int(f.size or 0), distance=self._distance(f.distance))
+            for f in fields
+            if f.kind == "dense"
+        }
+        sparse = {f.name: models.SparseVectorParams() for f in fields if f.kind == "sparse"}
+        vectors: Any = dense[""] if list(dense) == [""] else dense
+        self._call(
+            f"create collection '{collection}'",
+            lambda: self._client.create_collection(
+                collection, vectors_config=vectors, sparse_vectors_config=sparse or None
+            ),
+        )
+        if like is not None:
+            self._copy_payload_indexes(like, collection)
+
+    def _copy_payload_indexes(self, source: str, target: str) -> None:
+        self._require(source)
+        schema = self._call(
+            f"read collection '{source}'", lambda: self._client.get_collection(source)
+        ).payload_schema
+        for key, index in (schema or {}).items():
+            spec = index.params or index.data_type
+            self._call(
+                f"index payload key '{key}'",
+                partial(self._client.create_payload_index, target, key, field_schema=spec),
+            )
+
+    def _check_in_place(self) -> None:
+        if not self._local and self._version < IN_PLACE_SINCE:
+            found = ".".join(map(str, self._version))
+            raise StoreError(
+                f"Qdrant {found} at {self._where} cannot add a vector to an existing collection "
+                "(needs 1.18 or later): upgrade it, or migrate into a new collection and swap "
+                "an alias"
+            )
+
+    def add_outputs(
+        self, collection: str, outputs: Sequence[Output], quantize: str | None = None
+    ) -> None:
+        """One named vector per output via ``create_vector_name`` (server >= 1.18, local).
+
+        ``quantize`` sets scalar int8 or binary quantization on the new dense vectors
+        (https://qdrant.tech/documentation/guides/quantization/). qdrant-client local mode
+        keeps no quantization: there it is accepted and has no effect.
+        """
+        check_quantize(quantize)
+        fields = self._fields(collection)
+        todo = [output for output in outputs if needs_field(collection, fields, output)]
+        if todo:
+            self._check_in_place()
+        for output in todo:
+            self._create_vector(collection, output)
+            if quantize and output.kind == "dense" and not self._local:
+                self._quantize(collection, output.name, quantize)
+
+    def _create_vector(self, collection: str, output: Output) -> None:
+        models = self._models
+        config: Any
+        if output.kind == "sparse":
+            config = models.SparseVectorNameConfig(sparse=models.SparseVectorConfig())
+        else:
+            dense = models.DenseVectorConfig(
+                size=output.size, distance=self._distance(output.distance)
+            )
+            config = models.DenseVectorNameConfig(dense=dense)
+        self._call(
+            f"add vector '{output.name}' to '{collection}'",
+            lambda: self._client.create_vector_name(collection, output.name, config),
+        )
+
+    def _quantize(self, collection: str, name: str, quantize: str) -> None:
+        models = self._models
+        config: Any = (
+            models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+            if quantize == "int8"
+            else models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+        )
+        diff = {name: models.VectorParamsDiff(quantization_config=config)}
+        self._call(
+            f"quantize vector '{name}'",
+            lambda: self._client.update_collection(collection, vectors_config=diff),
+        )
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _rows(
+        self, collection: str, fields: Mapping[str, VectorField], vectors: Mapping[str, Vectors]
+    ) -> dict[str, list[Any]]:
+        rows = {}
+        for name, values in vectors.items():
+            checked = check_queries(field_of(collection, fields, name), values)
+            rows[name] = self._point_vector(checked)
+        return rows
+
+    def upsert(
+        self,
+        collection: str,
+        ids: Sequence[PointId],
+        vectors: Mapping[str, Vectors],
+        payloads: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        rows = self._rows(collection, self._fields(collection), vectors)
+        same_length(len(ids), *(len(r) for r in rows.values()), len(payloads or ids))
+        points = [
+            self._models.PointStruct(
+                id=pid,
+                vector={name: r[i] for name, r in rows.items()},
+                payload=payloads[i] if payloads is not None else None,
+            )
+            for i, pid in enumerate(ids)
+        ]
+        for start in range(0, len(points), WRITE_CHUNK):
+            chunk = points[start : start + WRITE_CHUNK]
+            self._call(
+                f"upsert into '{collection}'",
+                partial(self._client.upsert, collection, chunk, wait=True),
+            )
+
+    def write_outputs(
+        self, collection: str, ids: Sequence[PointId], encoded: Mapping[str, Vectors]
+    ) -> None:
+        """``update_vectors``: Qdrant replaces only the vectors named, payloads stay as-is."""
+        rows = self._rows(collection, self._fields(collection), encoded)
+        same_length(len(ids), *(len(r) for r in rows.values()))
+        points = [
+            self._models.PointVectors(id=pid, vector={name: r[i] for name, r in rows.items()})
+            for i, pid in enumerate(ids)
+        ]
+        for start in range(0, len(points), WRITE_CHUNK):
+            chunk = points[start : start + WRITE_CHUNK]
+            self._call(
+                f"write vectors into '{collection}'",
+                partial(self._client.update_vectors, collection, chunk, wait=True),
+            )
+
+    # -- search ---------------------------------------------------------------------------
+
+    def _query(self, collection: str, requests: list[Any]) -> list[list[Hit]]:
+        responses = self._call(
+            f"search '{collection}'",
+            lambda: self._client.query_batch_points(collection, requests),
+        )
+        return [to_hits(response.points) for response in responses]
+
+    def search(
+        self,
+        collection: str,
+        vector: str,
+        queries: Vectors,
+        k: int,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]:
+        field = field_of(collection, self._fields(collection), vector)
+        rows = self._point_vector(check_queries(field, queries))
+        where = payload_filter(filter, self._models)
+        requests = [
+            self._models.QueryRequest(
+                query=row, using=vector or None, limit=k, filter=where, with_payload=True
+            )
+            for row in rows
+        ]
+        return self._query(collection, requests)
+
+    def two_stage_search(
+        self,
+        collection: str,
+        queries: np.ndarray,
+        stage1: str,
+        stage1_queries: Vectors,
+        k: int,
+        oversample: int = 10,
+        full_vector: str | None = None,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]:
+        """``prefetch`` ``k * oversample`` on ``stage1``, then rescore by the full vector."""
+        models = self._models
+        fields = self._fields(collection)
+        full = default_vector(collection, fields, full_vector)
+        shortlist = self._point_vector(
+            check_queries(field_of(collection, fields, stage1), stage1_queries)
+        )
+        rerank = self._point_vector(check_queries(fields[full], queries))
+        same_length(len(rerank), len(shortlist))
+        where = payload_filter(filter, models)
+        requests = [
+            models.QueryRequest(
+                prefetch=models.Prefetch(
+                    query=small, using=stage1 or None, limit=k * oversample, filter=where
+                ),
+                query=big,
+                using=full or None,
+                limit=k,
+                filter=where,
+                with_payload=True,
+            )
+            for small, big in zip(shortlist, rerank, strict=True)
+        ]
+        return self._query(collection, requests)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def swap_alias(self, alias: str, collection: str) -> None:
+        """Delete and create the alias in one request: Qdrant applies the list atomically."""
+        models = self._models
+        if collection not in self._collections():
+            raise collection_not_found(collection, self._collections())
+        actions: list[Any] = []
+        if alias in self._aliases():
+            actions.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+            )
+        create = models.CreateAlias(collection_name=collection, alias_name=alias)
+        actions.append(models.CreateAliasOperation(create_alias=create))
+        self._call(
+            f"point alias '{alias}' at '{collection}'",
+            lambda: self._client.update_collection_aliases(actions),
+        )
+
+    def drop_collection(self, collection: str) -> None:
+        if collection not in self._collections():
+            raise collection_not_found(collection, self._collections())
+        self._call(
+            f"drop collection '{collection}'",
+            lambda: self._client.delete_collection(collection),
+        )
+
+    def close(self) -> None:
+        self._client.close()

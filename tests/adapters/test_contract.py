@@ -1,0 +1,281 @@
+"""One contract for every VectorStore backend, run against the real embedded engines.
+
+Each backend gets a collection ``docs`` of real MiniLM vectors (``full``), their compressed
+forms (``mrl_64`` dense, ``csr`` sparse) and payloads; results are checked against a numpy
+brute force on the same data. Collections this small are searched exactly by every engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from wordnet_sample import N_POINTS, OUTPUTS, encode, sparse_code, truncate
+
+from mrl_compress.adapters import VectorField, VectorStore, connect
+from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError
+from mrl_compress.outputs import Output
+
+ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
+MILVUS_PENDING = not (ADAPTERS / "milvus.py").exists()
+
+BACKENDS = [
+    pytest.param("edge:{tmp}/edge", id="edge"),
+    pytest.param("qdrant-local::memory:", id="qdrant-local"),
+    pytest.param(
+        "milvus:{tmp}/m.db",
+        id="milvus",
+        marks=pytest.mark.skipif(
+            MILVUS_PENDING, reason="adapters/milvus.py does not exist yet (Milvus in progress)"
+        ),
+    ),
+]
+FIELDS = [
+    VectorField("full", "dense", 384, "cosine"),
+    VectorField("mrl_64", "dense", 64, "cosine"),
+    VectorField("csr", "sparse", None, None),
+]
+K = 10
+OVERSAMPLE = 5
+
+
+def open_store(template: str, tmp: Path) -> VectorStore:
+    return connect(template.format(tmp=tmp))
+
+
+def in_place(store: VectorStore) -> bool:
+    """Milvus cannot add a vector field to a collection (DESIGN.md): it gets them upfront."""
+    return not store.uri.startswith("milvus")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request, tmp_path_factory, vectors, payloads):
+    """A store holding ``docs``: full vectors, both compressed outputs and payloads."""
+    store = open_store(request.param, tmp_path_factory.mktemp("store"))
+    store.create_collection("docs", FIELDS)
+    ids = list(range(N_POINTS))
+    store.upsert("docs", ids, {"full": vectors, **encode(vectors)}, payloads)
+    yield store
+    store.close()
+
+
+def brute_top(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[int]:
+    """Top-k ids by score; ``allowed`` masks out points (filters, sparse no-overlap)."""
+    scores = np.where(allowed, scores, -np.inf) if allowed is not None else scores
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [int(i) for i in order if np.isfinite(scores[i])]
+
+
+def brute_two_stage(full, small, q_full, q_small, allowed=None):
+    want = []
+    for i in range(len(q_full)):
+        s1 = small @ q_small[i]
+        mask = s1 > 0 if allowed is None else (s1 > 0) & allowed
+        shortlist = np.array(brute_top(s1, K * OVERSAMPLE, mask))
+        rerank = full[shortlist] @ q_full[i]
+        want.append([int(shortlist[j]) for j in np.argsort(-rerank, kind="stable")[:K]])
+    return want
+
+
+def ids(hits) -> list[list[int]]:
+    return [[int(h.id) for h in row] for row in hits]
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def test_describe(store):
+    info = store.describe("docs")
+    assert info.count == N_POINTS
+    assert info.fields == {f.name: f for f in FIELDS}
+    assert info.langchain is None
+
+
+def test_iter_batches_resumes_and_gives_every_point_once(store, vectors, payloads):
+    first = store.iter_batches("docs", "full", batch_size=256)
+    head = [next(first), next(first)]
+    rest = list(store.iter_batches("docs", "full", batch_size=256, offset=head[-1].next_offset))
+    batches = head + rest
+    seen = [pid for b in batches for pid in b.ids]
+    assert sorted(seen) == list(range(N_POINTS))  # all, and each once
+    assert rest[-1].next_offset is None
+    whole = [pid for b in store.iter_batches("docs", "full", batch_size=256) for pid in b.ids]
+    assert whole == seen  # the order is stable
+    got = np.concatenate([b.vectors for b in batches])
+    assert got.dtype == np.float32 and got.shape == (N_POINTS, 384)
+    np.testing.assert_allclose(got, vectors[np.array(seen)], atol=1e-6)
+    assert batches[0].payloads[0] == payloads[int(seen[0])]
+
+
+def test_sample_size_determinism_and_membership(store, vectors):
+    a = store.sample("docs", "full", 100, seed=7)
+    assert a.shape == (100, 384) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, store.sample("docs", "full", 100, seed=7))
+    assert not np.array_equal(a, store.sample("docs", "full", 100, seed=8))
+    nearest = np.max(a @ vectors.T, axis=1)  # every row is a stored vector
+    assert np.all(nearest > 1 - 1e-5)
+    assert store.sample("docs", "full", N_POINTS + 50).shape == (N_POINTS, 384)
+
+
+# -- schema and writes -------------------------------------------------------------------------
+
+
+def test_add_outputs_is_idempotent_and_refuses_another_size(store):
+    store.add_outputs("docs", OUTPUTS)  # both exist with the same kind and size: nothing to do
+    assert store.describe("docs").fields == {f.name: f for f in FIELDS}
+    with pytest.raises(Conflict, match="'mrl_64'"):
+        store.add_outputs("docs", [Output("mrl_64", "dense", 32)])
+    with pytest.raises(Conflict, match="'csr'"):
+        store.add_outputs("docs", [Output("csr", "dense", 64)])
+
+
+def test_add_outputs_in_place_or_says_it_cannot(store):
+    before = store.describe("docs").count
+    if not in_place(store):
+        with pytest.raises(StoreError):
+            store.add_outputs("docs", [Output("mrl_32", "dense", 32)])
+        return
+    store.add_outputs("docs", [Output("mrl_32", "dense", 32), Output("csr_b", "sparse", 384)])
+    fields = store.describe("docs").fields
+    assert fields["mrl_32"] == VectorField("mrl_32", "dense", 32, "cosine")
+    assert fields["csr_b"].kind == "sparse"
+    assert store.describe("docs").count == before
+
+
+def test_write_outputs_leaves_full_vectors_and_payloads_untouched(
+    store, tmp_path, vectors, payloads
+):
+    n = 200
+    ids = list(range(n))
+    full = vectors[:n]
+    if in_place(store):
+        store.create_collection("w", FIELDS[:1])
+        store.upsert("w", ids, {"full": full}, payloads[:n])
+        store.add_outputs("w", OUTPUTS)
+    else:  # upfront fields, holding other values before the write
+        store.create_collection("w", FIELDS)
+        shuffled = full[::-1].copy()
+        store.upsert("w", ids, {"full": full, **encode(shuffled)}, payloads[:n])
+    before = list(store.iter_batches("w", "full", batch_size=64))
+
+    store.write_outputs("w", ids, encode(full))
+
+    after = list(store.iter_batches("w", "full", batch_size=64))
+    assert [b.ids for b in after] == [b.ids for b in before]
+    for old, new in zip(before, after, strict=True):
+        assert old.vectors.tobytes() == new.vectors.tobytes()
+        assert old.payloads == new.payloads
+    # and the compressed vectors are there: each point finds itself first
+    probe = ids[:5]
+    assert [h[0].id for h in store.search("w", "mrl_64", truncate(full[probe]), 1)] == probe
+    assert [h[0].id for h in store.search("w", "csr", sparse_code(full[probe]), 1)] == probe
+    store.drop_collection("w")
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["full", "mrl_64", "csr"])
+def test_search_equals_brute_force(store, vectors, queries, field):
+    stored, asked = vectors, queries
+    if field != "full":
+        stored, asked = encode(vectors)[field], encode(queries)[field]
+    dense_stored = stored.to_dense() if field == "csr" else stored
+    dense_asked = asked.to_dense() if field == "csr" else asked
+    hits = store.search("docs", field, asked, K)
+    want = []
+    for q in dense_asked:
+        scores = dense_stored @ q
+        want.append(brute_top(scores, K, scores > 0 if field == "csr" else None))
+    assert ids(hits) == want
+    np.testing.assert_allclose(
+        hits[0][0].score, float(dense_stored[want[0][0]] @ dense_asked[0]), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("stage1", ["mrl_64", "csr"])
+def test_two_stage_equals_brute_force(store, vectors, queries, stage1):
+    small = encode(vectors)[stage1]
+    asked = encode(queries)[stage1]
+    hits = store.two_stage_search(
+        "docs", queries, stage1, asked, K, oversample=OVERSAMPLE, full_vector="full"
+    )
+    dense_small = small.to_dense() if stage1 == "csr" else small
+    dense_asked = asked.to_dense() if stage1 == "csr" else asked
+    assert ids(hits) == brute_two_stage(vectors, dense_small, queries, dense_asked)
+    assert all(h.payload["doc_id"] for row in hits for h in row)
+
+
+def test_filters_apply_to_both_stages(store, vectors, queries):
+    parity = np.arange(N_POINTS) % 2 == 0
+    hits = store.search("docs", "full", queries, K, filter={"meta.parity": "even"})
+    assert ids(hits) == [brute_top(vectors @ q, K, parity) for q in queries]
+
+    bucket = np.arange(N_POINTS) % 3 == 1
+    small, asked = truncate(vectors), truncate(queries)
+    hits = store.two_stage_search(
+        "docs", queries, "mrl_64", asked, K, OVERSAMPLE, "full", filter={"meta.bucket": 1}
+    )
+    assert all(h.payload["meta"]["bucket"] == 1 for row in hits for h in row)
+    assert ids(hits) == brute_two_stage(vectors, small, queries, asked, allowed=bucket)
+
+
+# -- errors and lifecycle ----------------------------------------------------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+def tiny(request, tmp_path):
+    """A fresh store with one collection ``tiny`` of 8-d vectors, for exact error messages."""
+    store = open_store(request.param, tmp_path)
+    store.create_collection("tiny", [VectorField("full", "dense", 8, "cosine")])
+    rng = np.random.default_rng(0)
+    store.upsert("tiny", [1, 2, 3], {"full": rng.normal(size=(3, 8))}, [{"a": 1}] * 3)
+    yield store
+    store.close()
+
+
+def test_not_found_messages_word_for_word(tiny):
+    missing = "collection 'nope' does not exist; the store has 'tiny'"
+    with pytest.raises(NotFound) as error:
+        tiny.describe("nope")
+    assert str(error.value) == missing
+    with pytest.raises(NotFound) as error:
+        tiny.search("nope", "full", np.ones((1, 8)), 3)
+    assert str(error.value) == missing
+    with pytest.raises(NotFound) as error:
+        tiny.drop_collection("nope")
+    assert str(error.value) == missing
+
+    no_vector = "collection 'tiny' has no vector 'mrl_8'; it has 'full'"
+    with pytest.raises(NotFound) as error:
+        tiny.search("tiny", "mrl_8", np.ones((1, 8)), 3)
+    assert str(error.value) == no_vector
+    with pytest.raises(NotFound) as error:
+        next(tiny.iter_batches("tiny", "mrl_8"))
+    assert str(error.value) == no_vector
+    with pytest.raises(NotFound) as error:
+        tiny.two_stage_search("tiny", np.ones((1, 8)), "mrl_8", np.ones((1, 8)), 3)
+    assert str(error.value) == no_vector
+
+
+def test_wrong_query_dimension_is_invalid_input(tiny):
+    with pytest.raises(InvalidInput):
+        tiny.search("tiny", "full", np.ones((2, 7)), 3)
+    with pytest.raises(InvalidInput):
+        tiny.two_stage_search("tiny", np.ones((1, 9)), "full", np.ones((1, 8)), 3)
+
+
+def test_alias_swap_and_drop(tiny):
+    tiny.create_collection("tiny_v2", [VectorField("full", "dense", 8, "cosine")])
+    tiny.upsert("tiny_v2", [7], {"full": np.ones((1, 8))}, [{"a": 2}])
+    tiny.swap_alias("live", "tiny")
+    assert tiny.describe("live").count == 3
+    assert "live" in tiny.describe("tiny").aliases
+    tiny.swap_alias("live", "tiny_v2")
+    assert [h.id for h in tiny.search("live", "full", np.ones((1, 8)), 3)[0]] == [7]
+    assert "live" not in tiny.describe("tiny").aliases
+    tiny.drop_collection("tiny_v2")
+    with pytest.raises(NotFound):
+        tiny.describe("tiny_v2")
+    assert tiny.describe("tiny").count == 3

@@ -207,14 +207,18 @@ class MilvusStore:
                 continue
             _add_vector_field(schema, vf)
             index.add_index(vf.name, **self._new_index(vf))
-        self._call(
-            f"create collection '{collection}'",
-            self._client.create_collection,
-            collection,
-            schema=schema,
-            index_params=index,
-            consistency_level="Strong",  # migration verifies what it just wrote
-        )
+        what = f"create collection '{collection}'"
+        # Strong consistency: a migration verifies what it has just written.
+        if not self._lite:
+            self._call(what, self._client.create_collection, collection, schema=schema,
+                       index_params=index, consistency_level="Strong")  # fmt: skip
+        else:
+            # Lite builds an index inside the CreateIndex call; pymilvus's wait for it asks
+            # for AllocTimestamp, which Lite lacks (a logged error and 0.5 s per index).
+            self._call(what, self._client.create_collection, collection, schema=schema,
+                       consistency_level="Strong")  # fmt: skip
+            self._call(what, self._client.create_index, collection, index, sync=False)
+            self._call(what, self._client.load_collection, collection)
         self._schemas.pop(collection, None)
 
     def add_outputs(
@@ -349,10 +353,11 @@ class MilvusStore:
         self._schemas.pop(alias, None)
 
     def drop_collection(self, collection: str) -> None:
-        """Drop ``collection`` (a no-op when it does not exist, so cleanup can be re-run)."""
         self._schemas.pop(collection, None)
         if not self._exists(collection):
-            return
+            raise collection_not_found(
+                collection, self._call("list collections", self._client.list_collections)
+            )
         self._call(f"drop collection '{collection}'", self._client.drop_collection, collection)
 
     def close(self) -> None:
@@ -401,8 +406,13 @@ class MilvusStore:
         return schema
 
     def _dense(self, schema: _Schema, name: str | None) -> VectorField:
-        info = CollectionInfo(name=schema.name, count=0, fields=schema.vectors)
-        return info.dense(name)
+        """The dense field ``name``, or the only one when ``name`` is None."""
+        if name is not None:
+            vf = self._field(schema, name)
+            if vf.kind != "dense":
+                raise InvalidInput(f"vector '{name}' of '{schema.name}' is sparse, not dense")
+            return vf
+        return CollectionInfo(name=schema.name, count=0, fields=schema.vectors).dense(None)
 
     def _field(self, schema: _Schema, name: str) -> VectorField:
         if name not in schema.vectors:

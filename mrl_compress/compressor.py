@@ -1,0 +1,112 @@
+"""The serving face of every method: load an artifact, encode vectors. No torch here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrl_compress import artifact
+from mrl_compress.artifact import Manifest
+from mrl_compress.errors import InvalidInput
+from mrl_compress.outputs import Encoded, Output, SparseBatch
+from mrl_compress.runtime import NumpyRuntime, OnnxRuntime, Runtime
+from mrl_compress.vectors import validate
+
+
+class Compressor:
+    """A fitted compressor: named ``outputs`` and ``encode(vectors) -> {name: array | sparse}``.
+
+    Made by :func:`mrl_compress.fit` or :func:`load`; serving runs the ONNX graph through
+    onnxruntime (``runtime="onnx"``), or numpy for the methods that are plain linear maps
+    (``runtime="numpy"``). ``runtime="auto"`` prefers ONNX when onnxruntime is installed.
+    """
+
+    def __init__(self, manifest: Manifest, weights: dict[str, np.ndarray], onnx_model: bytes,
+                 runtime: str = "auto", device: str = "auto") -> None:
+        self.manifest = manifest
+        self.weights = weights
+        self.onnx_model = onnx_model
+        self._runtime_choice = runtime
+        self._device = device
+        self._runtime: Runtime | None = None
+
+    # -- description ---------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.manifest.method
+
+    @property
+    def input_dim(self) -> int:
+        return self.manifest.input_dim
+
+    @property
+    def outputs(self) -> list[Output]:
+        return list(self.manifest.outputs)
+
+    def output(self, name: str) -> Output:
+        for out in self.manifest.outputs:
+            if out.name == name:
+                return out
+        raise InvalidInput(f"compressor has no output '{name}'; it has "
+                           f"{', '.join(o.name for o in self.manifest.outputs)}")
+
+    @property
+    def provider(self) -> str:
+        """Where encoding runs: 'CUDAExecutionProvider', 'CPUExecutionProvider' or 'numpy'."""
+        return self.runtime.provider
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = self._make_runtime()
+        return self._runtime
+
+    def _make_runtime(self) -> Runtime:
+        choice = self._runtime_choice
+        if choice == "auto":
+            import importlib.util
+
+            choice = "onnx" if importlib.util.find_spec("onnxruntime") else "numpy"
+        if choice == "numpy":
+            return NumpyRuntime(self.method, self.weights, self.outputs)
+        if choice == "onnx":
+            return OnnxRuntime(self.onnx_model, self.outputs, self._device)
+        raise InvalidInput(f"unknown runtime '{choice}': expected auto, onnx or numpy")
+
+    # -- encoding ------------------------------------------------------------------------
+    def encode(self, vectors: np.ndarray, batch_size: int = 8192,
+               drop_invalid: bool = False) -> Encoded:
+        """Encode rows in order. Dense outputs: (n, d) float32; sparse: :class:`SparseBatch`."""
+        x = validate(vectors, dim=self.input_dim, drop_invalid=drop_invalid,
+                     what="vectors to encode").vectors
+        parts = [self.runtime.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        if not parts:
+            parts = [self.runtime.run(np.zeros((0, self.input_dim), np.float32))]
+        return {out.name: _concat([p[out.name] for p in parts]) for out in self.outputs}
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        return artifact.write(path, self.manifest, self.weights, self.onnx_model, overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, runtime: str = "auto", device: str = "auto") -> Compressor:
+        manifest, weights, onnx_model = artifact.read(path)
+        return cls(manifest, weights, onnx_model, runtime=runtime, device=device)
+
+    def describe(self) -> dict[str, Any]:
+        return self.manifest.to_json()
+
+
+def _concat(parts: list[np.ndarray | SparseBatch]) -> np.ndarray | SparseBatch:
+    if isinstance(parts[0], SparseBatch):
+        sparse = [p for p in parts if isinstance(p, SparseBatch)]
+        return SparseBatch(np.concatenate([p.indices for p in sparse]),
+                           np.concatenate([p.values for p in sparse]), sparse[0].dim)
+    return np.concatenate(parts)
+
+
+def load(path: str | Path, runtime: str = "auto", device: str = "auto") -> Compressor:
+    """Load and verify a compressor artifact directory (see :mod:`mrl_compress.artifact`)."""
+    return Compressor.load(path, runtime=runtime, device=device)

@@ -1,0 +1,143 @@
+"""``fit``: stored vectors in, a :class:`~mrl_compress.compressor.Compressor` out.
+
+Holds out a slice of the vectors, trains the chosen method on the rest (PyTorch), exports
+the ONNX graph, measures retention on the held-out slice through the *exported* graph (what
+serving will run), and optionally keeps only the smallest output meeting ``target``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from mrl_compress import retention
+from mrl_compress.artifact import METHODS, Fingerprint, Manifest
+from mrl_compress.compressor import Compressor
+from mrl_compress.errors import InvalidInput, require
+from mrl_compress.outputs import Output
+from mrl_compress.vectors import validate
+
+MIN_ROWS = 256
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass
+class FitResult:
+    compressor: Compressor
+    retention: list[retention.Row]
+    chosen: Output | None = None
+    reason: str | None = None
+    dropped: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def output_specs(method: str, dim: int, dims: Sequence[int], ks: Sequence[int],
+                 hidden: int | None) -> list[Output]:
+    if method == "csr":
+        h = hidden or 4 * dim
+        for k in ks:
+            if not 0 < k <= h:
+                raise InvalidInput(f"--k {k} must be between 1 and the hidden size {h}")
+        return [Output(f"csr_{k}", "sparse", h, nonzeros=k) for k in sorted(set(ks))]
+    for d in dims:
+        if not 0 < d <= dim:
+            raise InvalidInput(f"--dims {d} must be between 1 and the input dimension {dim}")
+    return [Output(f"mrl_{d}", "dense", d) for d in sorted(set(dims))]
+
+
+def split_holdout(n: int, holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm[holdout:], perm[:holdout]
+
+
+def fit(
+    vectors: np.ndarray,
+    method: str = "adaptor",
+    *,
+    dims: Sequence[int] = (64, 128, 256),
+    k: Sequence[int] = (32,),
+    hidden: int | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    target: float | None = None,
+    holdout: int = 1000,
+    eval_docs: int = 20000,
+    steps: int | None = None,
+    residual_hidden: int = 0,
+    rotate: bool = True,
+    seed: int = 0,
+    drop_invalid: bool = False,
+    progress: Progress | None = None,
+) -> FitResult:
+    """Learn ``method`` from ``vectors`` (n, D); see docs/cli.md for every setting."""
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise InvalidInput(f"unknown method '{method}': expected one of {', '.join(METHODS)}")
+    checked = validate(vectors, drop_invalid=drop_invalid, what="source vectors")
+    x = checked.vectors
+    dim = x.shape[1]
+    outputs = output_specs(method, dim, dims, k, hidden)
+    holdout = min(holdout, len(x) // 5)
+    if len(x) - holdout < MIN_ROWS:
+        raise InvalidInput(f"source vectors: need at least {MIN_ROWS + holdout} valid rows to "
+                           f"fit and measure, found {len(x)}")
+    if pairs is not None:
+        pairs = (validate(pairs[0], dim=dim, what="pair queries").vectors,
+                 validate(pairs[1], dim=dim, what="pair documents").vectors)
+        if len(pairs[0]) != len(pairs[1]):
+            raise InvalidInput(f"pairs: {len(pairs[0])} queries but {len(pairs[1])} documents")
+    train_idx, held_idx = split_holdout(len(x), holdout, seed)
+    train = x[train_idx]
+
+    model, settings = _train(method, train, outputs, pairs, steps, hidden, residual_hidden,
+                             rotate, seed, progress)
+    from mrl_compress.exporters.onnx import export
+    from mrl_compress.training.methods import weights_of
+
+    manifest = Manifest(
+        method=method, input_dim=dim, outputs=outputs, settings=settings,
+        fingerprint=Fingerprint.of(train),
+    )
+    compressor = Compressor(manifest, weights_of(model), export(model, dim, outputs))  # type: ignore[arg-type]
+
+    docs = train[: eval_docs]
+    rows = retention.measure(compressor.encode, outputs, x[held_idx], docs)
+    result = FitResult(compressor, rows, dropped=checked.dropped)
+    if target is not None:
+        result.chosen, result.reason = retention.choose(rows, outputs, target)
+        if result.chosen is not None:
+            manifest.outputs = [result.chosen]
+            compressor = Compressor(manifest, compressor.weights, compressor.onnx_model)
+            result.compressor = compressor
+    manifest.retention = [r.to_json() for r in rows]
+    result.seconds = time.perf_counter() - started
+    manifest.settings["fit_seconds"] = round(result.seconds, 1)
+    return result
+
+
+def _train(method: str, train: np.ndarray, outputs: list[Output],
+           pairs: tuple[np.ndarray, np.ndarray] | None, steps: int | None, hidden: int | None,
+           residual_hidden: int, rotate: bool, seed: int,
+           progress: Progress | None) -> tuple[object, dict[str, object]]:
+    require("torch", "train")
+    import torch
+
+    from mrl_compress.training.methods import TRAINERS, TrainSettings
+
+    settings = TrainSettings(
+        dims=tuple(o.size for o in outputs if o.kind == "dense") or (64,),
+        ks=tuple(o.nonzeros or 0 for o in outputs if o.kind == "sparse") or (32,),
+        hidden=hidden, steps=steps, residual_hidden=residual_hidden, rotate=rotate, seed=seed,
+    )
+    if method != "csr":
+        settings = replace(settings, hidden=None)
+    torch.manual_seed(seed)
+    t_pairs = (torch.from_numpy(pairs[0]), torch.from_numpy(pairs[1])) if pairs else None
+    model = TRAINERS[method](torch.from_numpy(train), settings, t_pairs, progress)
+    record = {k: v for k, v in asdict(settings).items() if v is not None}
+    record.update(train_rows=len(train), supervised=pairs is not None,
+                  device=str(torch.device("cuda" if torch.cuda.is_available() else "cpu")))
+    return model, record

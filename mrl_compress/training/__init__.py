@@ -1,0 +1,1 @@
+"""Training side (PyTorch). Imported only by ``fit``; serving never imports this package."""

@@ -1,0 +1,208 @@
+"""One trainer per method: stored vectors (+ optional pairs) in, a torch module out.
+
+Every trainer receives unit-normalised float32 vectors and returns a module whose ``forward``
+is exactly what the ONNX graph will compute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from mrl_compress.training import losses
+from mrl_compress.training.models import DenseNested, SparseTopK
+from mrl_compress.training.trainer import Progress, Sampler, device, train_dense
+
+Pairs = tuple[torch.Tensor, torch.Tensor] | None
+
+
+@dataclass
+class TrainSettings:
+    dims: tuple[int, ...] = (64, 128, 256)
+    ks: tuple[int, ...] = (32,)
+    hidden: int | None = None
+    steps: int | None = None
+    lr: float | None = None
+    tau: float = 0.05
+    residual_hidden: int = 0
+    rotate: bool = True  # ads: select dimensions of the PCA rotation instead of raw ones
+    seed: int = 0
+
+
+def pca_basis(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, eigenvectors sorted by decreasing variance as columns)."""
+    mean = x.mean(0)
+    xc = (x - mean).double()
+    cov = xc.t() @ xc / max(1, len(x) - 1)
+    _, vecs = torch.linalg.eigh(cov)
+    return mean, vecs.flip(1).float()
+
+
+def fit_truncate(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
+                 progress: Progress | None) -> DenseNested:
+    """Matryoshka prefix: nothing to learn (no centring, so it equals the plain prefix)."""
+    return DenseNested(torch.zeros(x.shape[1]), s.dims).eval()
+
+
+def fit_pca(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
+            progress: Progress | None) -> DenseNested:
+    mean, basis = pca_basis(x)
+    return DenseNested(mean, s.dims, rotation=basis[:, : max(s.dims)]).eval()
+
+
+def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
+                progress: Progress | None) -> DenseNested:
+    """Matryoshka-Adaptor / SMEC's SMRL, unsupervised: a map from the full vector to nested
+    prefixes, initialised at PCA and trained to preserve each point's similarity ranking.
+
+    Sequential (SMRL): the largest prefix is trained first; each following stage adds the
+    next smaller prefix to the loss, so small prefixes are fitted on top of settled large ones.
+    """
+    mean, basis = pca_basis(x)
+    model = DenseNested(mean, s.dims, rotation=basis[:, : max(s.dims)],
+                        residual_hidden=s.residual_hidden)
+    steps = s.steps or 600
+    dims = sorted(s.dims, reverse=True)
+    per_stage = [steps // len(dims)] * len(dims)
+    per_stage[-1] += steps - sum(per_stage)
+    done = 0
+    for i, n in enumerate(per_stage):
+        model.dims = tuple(sorted(dims[: i + 1]))
+        model = train_dense(model, x, n, lr=s.lr or 2e-3, tau=s.tau, pairs=pairs, seed=s.seed + i,
+                            progress=_offset(progress, done, steps))
+        done += n
+    model.dims = tuple(s.dims)
+    return model.eval()
+
+
+def fit_ads(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
+            progress: Progress | None) -> DenseNested:
+    """SMEC's Adaptive Dimension Selection: learn an importance score per dimension with a
+    Gumbel-softmax relaxation of "keep the top d", for every requested d at once, trained to
+    preserve similarity rankings. Inference keeps the top-d dimensions: a gather.
+
+    With ``rotate`` the dimensions are those of the PCA rotation (composition with ``pca``).
+    """
+    dev = device()
+    x = F.normalize(x.to(dev).float(), dim=-1)
+    mean, basis = pca_basis(x) if s.rotate else (x.mean(0), None)
+    y = (x - mean) @ basis if basis is not None else x - mean
+    # start from variance: a sensible prior that the relaxation then corrects
+    logits = torch.log(y.var(0) + 1e-8).clone().requires_grad_(True)
+    scale = torch.zeros(1, device=dev, requires_grad=True)
+    opt = torch.optim.Adam([logits, scale], lr=s.lr or 0.05)
+    sampler = Sampler.build(x, seed=s.seed)
+    steps = s.steps or 300
+    gen = torch.Generator(device=dev).manual_seed(s.seed)
+    for step in range(steps):
+        temp = 1.0 * (0.05 / 1.0) ** (step / max(1, steps - 1))  # anneal 1 → 0.05
+        a, c = sampler.draw(256, 2048, 2048)
+        a, c = a.to(dev), c.to(dev)
+        teacher = (x[a] @ x[c].t()).masked_fill(a[:, None] == c[None, :], -1e4)
+        noisy = logits + _gumbel(logits.shape, gen, dev)
+        loss = torch.zeros((), device=dev)
+        for d in s.dims:
+            threshold = noisy.topk(d).values[-1].detach()
+            mask = torch.sigmoid((noisy - threshold) / temp)
+            ya, yc = F.normalize(y[a] * mask, dim=-1), F.normalize(y[c] * mask, dim=-1)
+            student = (ya @ yc.t()).masked_fill(a[:, None] == c[None, :], -1e4)
+            loss = loss + losses.similarity_preservation(teacher, student, s.tau,
+                                                         s.tau * float(math.e) ** scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress is not None:
+            progress(step + 1, steps, float(loss))
+    index = torch.argsort(logits.detach(), descending=True)[: max(s.dims)].cpu()
+    return DenseNested(mean.cpu(), s.dims, rotation=basis.cpu() if basis is not None else None,
+                       index=index).eval()
+
+
+def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
+            progress: Progress | None) -> SparseTopK:
+    """CSR (Wen et al. 2025): TopK sparse autoencoder with tied weights on the frozen vectors.
+
+    Loss per step: L(k) + ⅛·L(4k) reconstruction + aux-k/32 (dead latents reconstruct the
+    residual) + listwise similarity preservation of the L2-normalised codes (our unsupervised
+    stand-in for CSR's contrastive term: it ranks neighbours like the full vectors do)
+    + ranking on pairs when given. Dead latent = silent for 30 steps; aux-k = 512 as published.
+    """
+    dev = device()
+    x = F.normalize(x.to(dev).float(), dim=-1)
+    dim = x.shape[1]
+    hidden = s.hidden or 4 * dim
+    k = max(s.ks)
+    # initialise the dictionary on data points: every latent starts alive
+    g = torch.Generator().manual_seed(s.seed)
+    mean = x.mean(0)
+    init = x[torch.randint(0, len(x), (hidden,), generator=g).to(dev)] - mean
+    model = SparseTopK(dim, hidden, s.ks, init=init.cpu(), mean=mean.cpu()).to(dev)
+    log_scale = torch.zeros(1, device=dev, requires_grad=True)
+    opt = torch.optim.Adam([*model.parameters(), log_scale], lr=s.lr or 1e-3)
+    steps = s.steps or 800
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
+    sampler = Sampler.build(x, seed=s.seed)
+    silent = torch.zeros(hidden, device=dev)
+    for step in range(steps):
+        a, c = sampler.draw(512, 2048, 1536)
+        a, c = a.to(dev), c.to(dev)
+        xa = x[a]
+        pre = model.pre_activation(xa)
+        h = model.codes(pre, k)
+        loss = losses.reconstruction(xa, model.decode(h))
+        loss = loss + losses.reconstruction(xa, model.decode(model.codes(pre, min(4 * k, hidden)))) / 8
+        silent = torch.where((h > 0).any(0), torch.zeros_like(silent), silent + 1)
+        dead = silent >= 30
+        if dead.any():
+            residual = (xa - model.decode(h)).detach()
+            aux_pre = pre.masked_fill(~dead, -1e4)
+            aux = model.codes(aux_pre, min(512, int(dead.sum())))
+            loss = loss + losses.reconstruction(residual, aux @ model.weight) / 32
+        hc = model.codes(model.pre_activation(x[c]), k)
+        teacher = (xa @ x[c].t()).masked_fill(a[:, None] == c[None, :], -1e4)
+        student = (F.normalize(h, dim=-1) @ F.normalize(hc, dim=-1).t()).masked_fill(
+            a[:, None] == c[None, :], -1e4)
+        loss = loss + losses.similarity_preservation(teacher, student, s.tau,
+                                                     s.tau * torch.exp(log_scale))
+        if pairs is not None:
+            q, d = pairs[0][: 256].to(dev), pairs[1][: 256].to(dev)
+            hq = F.normalize(model.codes(model.pre_activation(q), k), dim=-1)
+            hd = F.normalize(model.codes(model.pre_activation(d), k), dim=-1)
+            loss = loss + 0.1 * losses.ranking(hq, hd)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress is not None:
+            progress(step + 1, steps, float(loss))
+    return model.cpu().eval()
+
+
+def _gumbel(shape: torch.Size, gen: torch.Generator, dev: torch.device) -> torch.Tensor:
+    u = torch.rand(shape, generator=gen, device=dev).clamp(1e-6, 1 - 1e-6)
+    return -torch.log(-torch.log(u))
+
+
+def _offset(progress: Progress | None, done: int, total: int) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda step, _steps, loss: progress(done + step, total, loss)
+
+
+TRAINERS: dict[str, Callable[[torch.Tensor, TrainSettings, Pairs, Progress | None], object]] = {
+    "truncate": fit_truncate,
+    "pca": fit_pca,
+    "ads": fit_ads,
+    "adaptor": fit_adaptor,
+    "csr": fit_csr,
+}
+
+
+def weights_of(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """Parameters and buffers as numpy arrays, under the names the numpy runtime reads."""
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items() if v is not None}

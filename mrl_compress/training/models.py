@@ -1,0 +1,99 @@
+"""The compressors as torch modules: what is trained, exported to ONNX and saved.
+
+Two shapes cover the five methods:
+
+* :class:`DenseNested` — normalise, centre, optionally rotate (PCA or a learned map), optionally
+  gather chosen dimensions (ADS), optionally add a learned residual, then take nested prefixes,
+  each L2-normalised. ``truncate``/``pca``/``ads``/``adaptor`` are settings of it.
+* :class:`SparseTopK` — CSR's tied-weight TopK autoencoder: keep the k largest pre-activations,
+  ReLU, L2-normalise the code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class DenseNested(nn.Module):
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        dims: tuple[int, ...],
+        rotation: torch.Tensor | None = None,
+        index: torch.Tensor | None = None,
+        residual_hidden: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dims = tuple(dims)
+        self.register_buffer("mean", mean.float().clone())
+        self.rotation = nn.Parameter(rotation.float().clone()) if rotation is not None else None
+        self.register_buffer("index", index.long().clone() if index is not None else None)
+        width = max(self.dims)
+        self.residual: nn.Sequential | None = None
+        if residual_hidden:
+            inner = rotation.shape[1] if rotation is not None else mean.shape[0]
+            self.residual = nn.Sequential(
+                nn.Linear(inner, residual_hidden), nn.GELU(), nn.Linear(residual_hidden, width)
+            )
+            # start as the identity map: the residual branch adds nothing until trained
+            nn.init.zeros_(self.residual[2].weight)
+            nn.init.zeros_(self.residual[2].bias)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The un-normalised nested coordinates (n, max(dims))."""
+        y = F.normalize(x, dim=-1) - self.mean
+        if self.rotation is not None:
+            y = y @ self.rotation
+        if self.index is not None:
+            y = y.index_select(1, self.index)
+        z = y[:, : max(self.dims)]
+        if self.residual is not None:
+            z = z + self.residual(y)
+        return z
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        z = self.project(x)
+        return tuple(F.normalize(z[:, :d], dim=-1) for d in self.dims)
+
+
+class SparseTopK(nn.Module):
+    """CSR (Wen et al., "Beyond Matryoshka", 2025): TopK sparse autoencoder on frozen vectors.
+
+    Encoder ``h = TopK(W (x - b_pre) + b_enc)`` then ReLU; decoder tied, ``x̂ = Wᵀ h + b_pre``.
+    """
+
+    def __init__(self, dim: int, hidden: int, ks: tuple[int, ...],
+                 init: torch.Tensor | None = None, mean: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.ks = tuple(sorted(ks))
+        self.hidden = hidden
+        w = torch.randn(hidden, dim) if init is None else init.clone()
+        self.weight = nn.Parameter(F.normalize(w.float(), dim=1))
+        self.b_enc = nn.Parameter(torch.zeros(hidden))
+        b_pre = torch.zeros(dim) if mean is None else mean.float().clone()
+        self.b_pre = nn.Parameter(b_pre)
+
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(x, dim=-1) - self.b_pre) @ self.weight.t() + self.b_enc
+
+    def codes(self, pre: torch.Tensor, k: int) -> torch.Tensor:
+        """Dense (n, hidden) code keeping the top-k pre-activations, ReLU'd."""
+        values, indices = pre.topk(k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, indices, F.relu(values))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.weight + self.b_pre
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Serving form, per k: indices int32 (n, k), values float32 (n, k) L2-normalised.
+
+        One TopK at the largest k serves every smaller k: TopK sorts, so each is a prefix.
+        """
+        values, indices = self.pre_activation(x).topk(max(self.ks), dim=-1)
+        values = F.relu(values)
+        out: list[torch.Tensor] = []
+        for k in self.ks:
+            out += [indices[:, :k].to(torch.int32), F.normalize(values[:, :k], dim=-1)]
+        return tuple(out)

@@ -1,0 +1,135 @@
+"""Training loops (PyTorch, CPU or CUDA). Unsupervised by default: the stored vectors teach.
+
+Candidates for the listwise loss come from two sources each step: points of the anchors' own
+k-means clusters (hard candidates: near neighbours in the full space, the part of the ranking
+that retrieval needs), and uniformly random points (the global shape). This plays the role of
+SMEC's cross-batch memory (S-XBM) at a fraction of the cost of exact kNN on the full sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from mrl_compress.training import losses
+from mrl_compress.training.models import DenseNested, SparseTopK
+
+Progress = Callable[[int, int, float], None]
+"""Called as progress(step, total_steps, loss)."""
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def kmeans(x: torch.Tensor, clusters: int, iters: int = 8, seed: int = 0) -> torch.Tensor:
+    """Spherical k-means assignments (n,), enough to group near neighbours together."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    centroids = x[torch.randperm(len(x), generator=g)[:clusters].to(x.device)].clone()
+    assign = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    for _ in range(iters):
+        for start in range(0, len(x), 16384):
+            assign[start : start + 16384] = (x[start : start + 16384] @ centroids.t()).argmax(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=clusters).unsqueeze(1)
+        centroids = torch.where(counts > 0, F.normalize(sums, dim=1), centroids)
+    return assign
+
+
+@dataclass
+class Sampler:
+    """Draws anchors and candidates: clustered (hard) plus uniform (random)."""
+
+    x: torch.Tensor
+    assign: torch.Tensor
+    order: torch.Tensor  # point indices sorted by cluster
+    starts: torch.Tensor  # first position of each cluster in ``order``
+    counts: torch.Tensor
+    generator: torch.Generator
+
+    @classmethod
+    def build(cls, x: torch.Tensor, cluster_size: int = 256, seed: int = 0) -> Sampler:
+        clusters = max(1, len(x) // cluster_size)
+        assign = kmeans(x, clusters, seed=seed)
+        order = torch.argsort(assign)
+        counts = torch.bincount(assign, minlength=clusters)
+        starts = torch.cumsum(counts, 0) - counts
+        return cls(x, assign, order, starts, counts, torch.Generator().manual_seed(seed))
+
+    def draw(self, anchors: int, hard: int, random: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anchor indices, candidate indices); anchors come from a few clusters."""
+        n_clusters = len(self.counts)
+        picks = torch.randint(0, n_clusters, (max(1, hard // 256),), generator=self.generator)
+        members = torch.cat([
+            self.order[self.starts[c] : self.starts[c] + self.counts[c]] for c in picks.tolist()
+        ])[:hard]
+        if len(members) == 0:
+            members = torch.randint(0, len(self.x), (hard,), generator=self.generator)
+        pos = torch.randint(0, len(members), (anchors,), generator=self.generator)
+        rand = torch.randint(0, len(self.x), (random,), generator=self.generator)
+        return members[pos], torch.cat([members, rand])
+
+
+def dense_step_loss(model: DenseNested, x: torch.Tensor, anchors: torch.Tensor,
+                    candidates: torch.Tensor, log_scales: torch.Tensor,
+                    tau: float) -> torch.Tensor:
+    xa, xc = x[anchors], x[candidates]
+    teacher = xa @ xc.t()
+    # an anchor is its own best candidate in every space: mask it out of the ranking
+    self_match = anchors.unsqueeze(1) == candidates.unsqueeze(0)
+    teacher = teacher.masked_fill(self_match, -1e4)
+    za, zc = model.project(xa), model.project(xc)
+    total = torch.zeros((), device=x.device)
+    for i, d in enumerate(model.dims):
+        sa, sc = F.normalize(za[:, :d], dim=-1), F.normalize(zc[:, :d], dim=-1)
+        student = (sa @ sc.t()).masked_fill(self_match, -1e4)
+        tau_s = tau * torch.exp(log_scales[i])
+        total = total + losses.similarity_preservation(teacher, student, tau, tau_s)
+    return total / len(model.dims)
+
+
+def train_dense(
+    model: DenseNested,
+    x: torch.Tensor,
+    steps: int,
+    *,
+    anchors: int = 256,
+    hard: int = 2048,
+    random: int = 2048,
+    lr: float = 1e-3,
+    tau: float = 0.05,
+    pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    pair_weight: float = 0.1,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> DenseNested:
+    """Similarity preservation over nested prefixes (+ ranking on pairs when given)."""
+    torch.manual_seed(seed)
+    dev = device()
+    model.to(dev)
+    x = F.normalize(x.to(dev).float(), dim=-1)
+    sampler = Sampler.build(x, seed=seed)
+    log_scales = torch.zeros(len(model.dims), device=dev, requires_grad=True)
+    params = [p for p in model.parameters() if p.requires_grad] + [log_scales]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    pair_gen = torch.Generator().manual_seed(seed + 1)
+    for step in range(steps):
+        a, c = sampler.draw(anchors, hard, random)
+        loss = dense_step_loss(model, x, a.to(dev), c.to(dev), log_scales, tau)
+        if pairs is not None:
+            idx = torch.randint(0, len(pairs[0]), (min(256, len(pairs[0])),), generator=pair_gen)
+            q, d = pairs[0][idx].to(dev), pairs[1][idx].to(dev)
+            for zq, zd in zip(model(q), model(d), strict=True):
+                loss = loss + pair_weight * losses.ranking(zq, zd) / len(model.dims)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress is not None:
+            progress(step + 1, steps, float(loss))
+    return model.cpu().eval()

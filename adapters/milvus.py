@@ -98,6 +98,8 @@ class MilvusStore:
     # ── reading ──────────────────────────────────────────────────────────────────────────
 
     def describe(self, collection: str) -> CollectionInfo:
+        """Counts, vector fields and aliases, read afresh (this also refreshes the cache)."""
+        self._schemas.pop(collection, None)
         schema = self._schema(collection)
         rows = self._call(
             f"count the rows of '{collection}'",
@@ -197,10 +199,10 @@ class MilvusStore:
             schema = self._client.create_schema(auto_id=False, enable_dynamic_field=True)
             schema.add_field("id", _dtype("INT64"), is_primary=True)
         index = self._client.prepare_index_params()
-        existing = dict(source.vectors) if source is not None else {}
+        existing = source.vectors if source is not None else {}
+        copied_indexes = source.indexes if source is not None else {}
         for name, copied in existing.items():
-            assert source is not None
-            index.add_index(name, **_index_args(source.indexes.get(name, {}), copied))
+            index.add_index(name, **_index_args(copied_indexes.get(name, {}), copied))
         for vf in fields:
             if vf.name in existing:
                 _same_field(existing[vf.name], vf, like or collection)
@@ -388,7 +390,11 @@ class MilvusStore:
         return bool(self._call("list collections", self._client.has_collection, collection))
 
     def _schema(self, collection: str) -> _Schema:
-        """The collection's schema and indexes, cached until this store changes them."""
+        """The collection's schema and indexes, cached until this store changes them.
+
+        Another client changing a schema under the same name is not seen until
+        :meth:`describe` re-reads it.
+        """
         if collection in self._schemas:
             return self._schemas[collection]
         if not self._exists(collection):

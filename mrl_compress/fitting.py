@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -32,7 +32,8 @@ class FitResult:
     reason: str | None = None
     dropped: int = 0
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    model: object = None
+    """The trained torch module (training side only; serving uses ``compressor``)."""
 
 
 def output_specs(method: str, dim: int, dims: Sequence[int], ks: Sequence[int],
@@ -105,7 +106,7 @@ def fit(
 
     docs = train[: eval_docs]
     rows = retention.measure(compressor.encode, outputs, x[held_idx], docs)
-    result = FitResult(compressor, rows, dropped=checked.dropped)
+    result = FitResult(compressor, rows, dropped=checked.dropped, model=model)
     if target is not None:
         result.chosen, result.reason = retention.choose(rows, outputs, target)
         if result.chosen is not None:

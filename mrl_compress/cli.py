@@ -1,0 +1,362 @@
+"""The ``mrl-compress`` command. Each command is a thin wrapper over one library function.
+
+Errors of our own print one line (``error: ...``) and exit with the error's code; no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mrl_compress.errors import InvalidInput, MrlCompressError
+
+app = typer.Typer(
+    name="mrl-compress",
+    help="Make the embeddings you already store smaller and faster to search.\n\n"
+    "fit learns a compressor from stored vectors; encode/eval/inspect use it; "
+    "migrate writes it into a collection. Each command's --help has a worked example.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidInput(f"{option}: expected comma-separated integers, found '{text}'") from None
+    if not values:
+        raise InvalidInput(f"{option}: expected at least one integer, found '{text}'")
+    return values
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int, float], None]]:
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(description, total=None, loss="-")
+
+        def update(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
+
+        yield update
+
+
+def read_source(source: str, collection: str | None, vector: str | None, column: str | None,
+                sample: int | None, seed: int) -> np.ndarray:
+    """Vectors from a file or a store URI, reservoir-sampled to ``sample`` rows."""
+    from mrl_compress.vectors import open_source, sample_array
+
+    if ":" in source and not Path(source).exists():
+        from mrl_compress.adapters import connect, is_store_uri
+
+        if is_store_uri(source):
+            if not collection:
+                raise InvalidInput(f"--source {source} is a store: name the collection with "
+                                   "--collection")
+            store = connect(source)
+            try:
+                return store.sample(collection, vector, sample or 200_000, seed)
+            finally:
+                store.close()
+    return sample_array(open_source(source, column), sample, seed)
+
+
+def retention_table(rows: Sequence[Any], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("representation", "bytes/vector", "recall@10", "two-stage recall@10"):
+        table.add_column(col, justify="left" if col == "representation" else "right")
+    for r in rows:
+        style = "bold" if r.kind == "ours" else "dim"
+        two = "-" if r.two_stage is None else f"{r.two_stage:.3f}"
+        table.add_row(r.name, f"{r.bytes_per_vector:g}", f"{r.recall:.3f}", two, style=style)
+    return table
+
+
+@app.command()
+def fit(
+    source: Annotated[str, typer.Option(help="Vectors: a .npy/.parquet file, or a store URI "
+                                        "(qdrant://host:6333, edge:./dir, milvus:./x.db, ...).")],
+    out: Annotated[Path, typer.Option(help="Artifact directory to write (e.g. ./docs.mrlc).")],
+    method: Annotated[str, typer.Option(help="truncate | pca | ads | adaptor | csr")] = "adaptor",
+    dims: Annotated[str, typer.Option(help="Nested dense sizes, comma-separated.")] = "64,128,256",
+    k: Annotated[str, typer.Option(help="csr: non-zeros per vector, comma-separated.")] = "32",
+    hidden: Annotated[int | None, typer.Option(help="csr: latent size (default 4 x input dim).")]
+    = None,
+    collection: Annotated[str | None, typer.Option(help="Collection, when --source is a store.")]
+    = None,
+    vector: Annotated[str | None, typer.Option(help="Vector name in the collection.")] = None,
+    column: Annotated[str | None, typer.Option(help="Parquet column holding the vectors.")]
+    = None,
+    sample: Annotated[int | None, typer.Option(help="Reservoir-sample this many rows.")]
+    = 200_000,
+    pairs: Annotated[Path | None, typer.Option(help=".npz with 'queries' and 'documents' "
+                                               "arrays (row i of each is a pair).")] = None,
+    target: Annotated[float | None, typer.Option(help="Keep the smallest output whose "
+                                                 "neighbour recall@10 meets this.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps (method default).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and training.")] = 0,
+    drop_invalid: Annotated[bool, typer.Option(help="Skip NaN/inf/zero rows (counted).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Learn a compressor from stored vectors and save it as an artifact directory.
+
+    Example: mrl-compress fit --source corpus.npy --method adaptor --dims 64,128 --out docs.mrlc
+    """
+    from mrl_compress.fitting import fit as fit_vectors
+    from mrl_compress.retention import plot
+
+    if out.exists() and not overwrite:
+        raise InvalidInput(f"{out} already exists: choose another --out or pass --overwrite")
+    vectors = read_source(source, collection, vector, column, sample, seed)
+    pair_arrays = _read_pairs(pairs) if pairs else None
+    with progress_bar(f"fit {method}") as update:
+        result = fit_vectors(vectors, method, dims=_ints(dims, "--dims"), k=_ints(k, "--k"),
+                             hidden=hidden, pairs=pair_arrays, target=target, steps=steps,
+                             seed=seed, drop_invalid=drop_invalid, progress=update)
+    if result.dropped:
+        err.print(f"dropped {result.dropped} invalid row(s) (NaN/inf or all-zero)")
+    console.print(retention_table(result.retention, f"{method}: retention on held-out vectors"))
+    if result.reason:
+        console.print(result.reason)
+    path = result.compressor.save(out, overwrite=overwrite)
+    png = plot(result.retention, path / "retention.png", f"{method} on {Path(source).name}")
+    console.print(f"wrote {path} ({', '.join(o.name for o in result.compressor.outputs)}) "
+                  f"and {png} in {result.seconds:.0f} s")
+
+
+def _read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return np.asarray(data["queries"]), np.asarray(data["documents"])
+    except (OSError, KeyError, ValueError) as e:
+        raise InvalidInput(f"--pairs {path}: expected an .npz with arrays 'queries' and "
+                           f"'documents' ({e})") from None
+
+
+@app.command()
+def encode(
+    compressor: Annotated[Path, typer.Option(help="Artifact directory from fit.")],
+    input: Annotated[Path, typer.Option(help=".npy (or .parquet) vectors to encode.")],
+    output: Annotated[Path, typer.Option(help=".npz to write (format in docs/cli.md).")],
+    column: Annotated[str | None, typer.Option(help="Parquet column of vectors.")] = None,
+    runtime: Annotated[str, typer.Option(help="auto | onnx | numpy")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cuda | cpu (ONNX provider).")] = "auto",
+    drop_invalid: Annotated[bool, typer.Option(help="Skip NaN/inf/zero rows.")] = False,
+) -> None:
+    """Encode vectors with a fitted compressor into an .npz (rows keep input order).
+
+    Example: mrl-compress encode --compressor docs.mrlc --input more.npy --output codes.npz
+    """
+    from mrl_compress.compressor import load
+    from mrl_compress.outputs import SparseBatch
+    from mrl_compress.vectors import open_source
+
+    model = load(compressor, runtime=runtime, device=device)
+    vectors = np.asarray(open_source(input, column))
+    encoded = model.encode(vectors, drop_invalid=drop_invalid)
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in encoded.items():
+        if isinstance(value, SparseBatch):
+            arrays[f"{name}.indices"] = value.indices.astype(np.int32)
+            arrays[f"{name}.values"] = value.values.astype(np.float32)
+            arrays[f"{name}.dim"] = np.asarray(value.dim, dtype=np.int64)
+        else:
+            arrays[name] = value.astype(np.float32)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".partial.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(output)
+    console.print(f"encoded {len(vectors)} vectors → {output} "
+                  f"({', '.join(arrays)}) on {model.provider}")
+
+
+@app.command(name="eval")
+def eval_(
+    compressor: Annotated[Path, typer.Option(help="Artifact directory from fit.")],
+    corpus: Annotated[Path | None, typer.Option(help="Corpus vectors .npy.")] = None,
+    queries: Annotated[Path | None, typer.Option(help="Query vectors .npy.")] = None,
+    qrels: Annotated[Path | None, typer.Option(help="BEIR qrels TSV.")] = None,
+    corpus_ids: Annotated[Path | None, typer.Option(help="Text file: one corpus id per row "
+                                                    "(default: row numbers).")] = None,
+    query_ids: Annotated[Path | None, typer.Option(help="Text file: one query id per row.")]
+    = None,
+    oversample: Annotated[int, typer.Option(help="Two-stage shortlist = 10 x this.")] = 10,
+    sts: Annotated[Path | None, typer.Option(help="STS mode: .npz with arrays 'a', 'b', "
+                                             "'score'.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+) -> None:
+    """Measure what a compressor keeps: nDCG@10 / recall@100 (qrels) or STS Spearman.
+
+    Example: mrl-compress eval --compressor docs.mrlc --corpus corpus.npy --queries q.npy
+    --qrels test.tsv --corpus-ids corpus.ids --query-ids queries.ids
+    """
+    from mrl_compress import evaluation
+    from mrl_compress.compressor import load
+    from mrl_compress.vectors import open_source
+
+    model = load(compressor)
+    if sts is not None:
+        with np.load(sts, allow_pickle=False) as data:
+            rows = evaluation.sts(model, data["a"], data["b"], data["score"])
+        _print_rows(rows, as_json, "STS Spearman retention")
+        return
+    if corpus is None or queries is None or qrels is None:
+        raise InvalidInput("eval: expected --corpus, --queries and --qrels (or --sts FILE.npz)")
+    c = np.asarray(open_source(corpus))
+    q = np.asarray(open_source(queries))
+    result = evaluation.retrieval(
+        model, c, q, evaluation.read_qrels(qrels),
+        evaluation.read_ids(corpus_ids, len(c), "corpus"),
+        evaluation.read_ids(query_ids, len(q), "query"), oversample)
+    _print_rows([r.to_json() for r in result], as_json, "retrieval retention vs full vectors")
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col.replace("_", " "), justify="left" if col == "name" else "right")
+    for r in rows:
+        table.add_row(*("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+                        for v in r.values()))
+    console.print(table)
+
+
+@app.command()
+def inspect(
+    compressor: Annotated[Path, typer.Argument(help="Artifact directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Verify an artifact (format version, checksums) and show what it holds.
+
+    Example: mrl-compress inspect docs.mrlc
+    """
+    from mrl_compress.compressor import load
+    from mrl_compress.retention import Row
+
+    model = load(compressor)
+    if as_json:
+        console.print_json(json.dumps(model.describe()))
+        return
+    m = model.manifest
+    console.print(f"[bold]{compressor}[/bold]: method {m.method}, input {m.input_dim}-d, "
+                  f"format v{m.format_version}, checksums ok, serves on {model.provider}")
+    for o in m.outputs:
+        extra = f", k={o.nonzeros}" if o.kind == "sparse" else ""
+        console.print(f"  output {o.name}: {o.kind} {o.size}{extra}, {o.distance}, "
+                      f"{o.bytes_per_vector():g} bytes/vector")
+    if m.fingerprint:
+        console.print(f"  fitted on {m.fingerprint.count} vectors, mean norm "
+                      f"{m.fingerprint.norm_mean:.3f}")
+    if m.retention:
+        console.print(retention_table([Row(**r) for r in m.retention], "retention at fit"))
+
+
+@app.command()
+def migrate(
+    target: Annotated[str, typer.Option(help="Store URI: qdrant://host:6333, qdrant-local:./dir, "
+                                        "edge:./shards, milvus:./x.db, milvus://host:19530.")],
+    collection: Annotated[str, typer.Option(help="Collection (or alias) the application reads.")],
+    compressor: Annotated[Path, typer.Option(help="Artifact directory from fit.")],
+    vector: Annotated[str | None, typer.Option(help="Full vector to compress (default: the "
+                                               "unnamed or only dense one).")] = None,
+    mode: Annotated[str, typer.Option(help="auto | in-place | copy")] = "auto",
+    batch: Annotated[int, typer.Option(help="Points per batch (one checkpoint each).")] = 512,
+    workers: Annotated[int, typer.Option(help="Threads that encode and write batches.")] = 1,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan, write nothing.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint.")] = False,
+    swap: Annotated[bool, typer.Option(help="Copy mode: point the alias at the copy.")] = False,
+    quantize: Annotated[str | None, typer.Option(help="int8 | binary for the new dense fields "
+                                                 "(in place).")] = None,
+    verify: Annotated[str, typer.Option(help="Points to compare at the end: N or all.")] = "1000",
+    force: Annotated[bool, typer.Option(help="Migrate although the fingerprint differs.")]
+    = False,
+    new_name: Annotated[str | None, typer.Option(help="Copy mode: name of the new collection "
+                                                 "(default <collection>_mrl).")] = None,
+) -> None:
+    """Write the compressor's outputs beside every stored vector (resumable, verified).
+
+    Example: mrl-compress migrate --target edge:./shards --collection docs --compressor docs.mrlc
+    --dry-run   (then again without --dry-run; --resume after an interruption)
+    """
+    import time
+
+    from mrl_compress.adapters import connect, migration
+
+    if verify != "all" and not verify.isdigit():
+        raise InvalidInput(f"--verify: expected a number of points or 'all', found '{verify}'")
+    store = connect(target)
+    try:
+        plan = migration.plan(target, collection, compressor, vector=vector, mode=mode,
+                              batch_size=batch, workers=workers, resume=resume, swap=swap,
+                              quantize=quantize, verify=None if verify == "all" else int(verify),
+                              force=force, new_name=new_name, store=store)
+        for line in plan.lines():
+            console.print(line, highlight=False, soft_wrap=True)
+        if dry_run:
+            return
+        columns = (TextColumn("[bold]migrate"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} points"),
+                   TextColumn("{task.fields[rate]} points/s"), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=False) as bar:
+            task = bar.add_task("migrate", total=plan.points, rate="-")
+            start: list[float | int] = []
+
+            def update(done: int, total: int) -> None:
+                if not start:
+                    start.extend((time.perf_counter(), done))
+                seconds = time.perf_counter() - start[0]
+                rate = f"{(done - start[1]) / seconds:,.0f}" if seconds > 0 else "-"
+                bar.update(task, completed=done, total=max(total, done), rate=rate)
+
+            report = migration.run(plan, store=store, progress=update)
+    finally:
+        store.close()
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+    report.raise_if_failed()
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning our errors into one line and an exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except MrlCompressError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as e:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Every method fits, exports to ONNX, and serves the same numbers as the torch module."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mrl_compress.outputs import SparseBatch
+from mrl_compress.runtime import NumpyRuntime
+
+METHODS = ["truncate", "pca", "ads", "adaptor", "csr"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_onnx_output_equals_torch_output(method: str, fitted: dict, scifact: np.ndarray) -> None:
+    result = fitted[method]
+    x = scifact[3000:3500]
+    served = result.compressor.encode(x)
+    assert result.compressor.provider == "CPUExecutionProvider"
+    with torch.no_grad():
+        raw = result.model(torch.from_numpy(x))
+    for i, out in enumerate(result.compressor.outputs):
+        got = served[out.name]
+        if out.kind == "dense":
+            assert isinstance(got, np.ndarray) and got.shape == (500, out.size)
+            assert np.abs(got - raw[i].numpy()).max() <= 1e-4
+        else:
+            assert isinstance(got, SparseBatch) and got.indices.shape == (500, out.nonzeros)
+            idx, vals = raw[2 * i].numpy(), raw[2 * i + 1].numpy()
+            assert (np.sort(got.indices, 1) == np.sort(idx, 1)).all()
+            assert np.abs(got.values - vals).max() <= 1e-4
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_numpy_runtime_matches_onnx(method: str, fitted: dict, scifact: np.ndarray) -> None:
+    c = fitted[method].compressor
+    x = scifact[3000:3200]
+    onnx, plain = c.encode(x), NumpyRuntime(c.method, c.weights, c.outputs).run(x)
+    for out in c.outputs:
+        a, b = onnx[out.name], plain[out.name]
+        if isinstance(a, SparseBatch):
+            assert isinstance(b, SparseBatch)
+            assert (np.sort(a.indices, 1) == np.sort(b.indices, 1)).all()
+        else:
+            assert np.abs(a - b).max() <= 1e-4
+
+
+def test_outputs_are_unit_norm_and_nested(fitted: dict, scifact: np.ndarray) -> None:
+    enc = fitted["pca"].compressor.encode(scifact[:100])
+    assert np.allclose(np.linalg.norm(enc["mrl_32"], axis=1), 1, atol=1e-5)
+    # nested: the 32-d output is the renormalised prefix of the 64-d one
+    prefix = enc["mrl_64"][:, :32]
+    prefix /= np.linalg.norm(prefix, axis=1, keepdims=True)
+    assert np.allclose(prefix, enc["mrl_32"], atol=1e-5)
+    sparse = fitted["csr"].compressor.encode(scifact[:100])["csr_16"]
+    assert (sparse.values >= 0).all() and sparse.indices.max() < 512
+    assert np.allclose(np.linalg.norm(sparse.values, axis=1), 1, atol=1e-5)
+
+
+def test_truncate_is_the_plain_prefix(fitted: dict, scifact: np.ndarray) -> None:
+    enc = fitted["truncate"].compressor.encode(scifact[:50])["mrl_32"]
+    prefix = scifact[:50, :32] / np.linalg.norm(scifact[:50, :32], axis=1, keepdims=True)
+    assert np.allclose(enc, prefix, atol=1e-5)
+
+
+def test_retention_rows_carry_bytes_and_references(fitted: dict) -> None:
+    rows = {r.name: r for r in fitted["pca"].retention}
+    assert rows["mrl_64"].bytes_per_vector == 256 and rows["mrl_64"].kind == "ours"
+    assert {"full 384d", "int8 (full)", "binary (full)", "pca 64d", "prefix 64d"} <= set(rows)
+    assert rows["binary (full)"].bytes_per_vector == 48
+    # PCA on MiniLM keeps more neighbours than the raw prefix (the model is not Matryoshka)
+    assert rows["mrl_64"].recall > rows["prefix 64d"].recall
+    assert 0 < rows["mrl_32"].recall < rows["mrl_64"].recall <= rows["mrl_64"].two_stage <= 1
+
+
+def test_target_keeps_the_smallest_output_meeting_it(scifact: np.ndarray) -> None:
+    import mrl_compress
+
+    result = mrl_compress.fit(scifact[:2000], "pca", dims=(16, 64, 256), target=0.6,
+                              holdout=200, eval_docs=1500)
+    assert result.chosen is not None and result.chosen.name == "mrl_64"
+    assert [o.name for o in result.compressor.outputs] == ["mrl_64"]
+    assert "mrl_64 is the smallest output" in (result.reason or "")
+    impossible = mrl_compress.fit(scifact[:2000], "pca", dims=(8,), target=0.99, holdout=200)
+    assert impossible.chosen is None and "no output meets the target" in (impossible.reason or "")
+
+
+def test_pairs_add_a_ranking_loss(scifact: np.ndarray) -> None:
+    import mrl_compress
+
+    q, d = scifact[:200] + 0.01, scifact[:200]
+    result = mrl_compress.fit(scifact[:1500], "adaptor", dims=(32,), steps=5, pairs=(q, d),
+                              holdout=200)
+    assert result.compressor.manifest.settings["supervised"] is True

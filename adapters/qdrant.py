@@ -24,9 +24,10 @@ The pure helpers below (filters, query checks, conversion of sparse rows) are sh
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -79,6 +80,20 @@ def default_vector(collection: str, fields: Mapping[str, VectorField], name: str
         raise vector_not_found(collection, name, list(fields))
     info = CollectionInfo(collection, 0, dict(fields))
     return info.dense(name).name
+
+
+def fields_of(params: Any) -> dict[str, VectorField]:
+    """The vector fields of a collection's ``config.params`` (sync and async clients alike)."""
+    dense = params.vectors
+    if dense is not None and not isinstance(dense, dict):
+        dense = {"": dense}
+    fields = {
+        name: VectorField(name, "dense", int(p.size), distance_name(p.distance))
+        for name, p in (dense or {}).items()
+    }
+    for name in params.sparse_vectors or {}:
+        fields[name] = VectorField(name, "sparse", None, None)
+    return fields
 
 
 def field_of(collection: str, fields: Mapping[str, VectorField], name: str) -> VectorField:
@@ -260,9 +275,16 @@ class QdrantStore:
     ``client`` lets an application that already holds a ``QdrantClient`` (for example a
     ``langchain_qdrant.QdrantVectorStore.client``) share it: local mode locks its folder to
     one client per process.
+
+    :meth:`atwo_stage_search` is the async twin of :meth:`two_stage_search`: on a server it
+    speaks through an ``AsyncQdrantClient`` (made on first use, or ``async_client``); local
+    mode cannot open its folder from a second client, so there it runs the sync search in a
+    worker thread.
     """
 
-    def __init__(self, uri: str, client: Any | None = None) -> None:
+    def __init__(
+        self, uri: str, client: Any | None = None, async_client: Any | None = None
+    ) -> None:
         require("qdrant_client", "qdrant")
         from qdrant_client import QdrantClient, models
 
@@ -274,6 +296,7 @@ class QdrantStore:
                 settings["check_compatibility"] = False  # we probe the version ourselves
             client = QdrantClient(**settings)
         self._client = client
+        self._async_client = async_client
         self._version = parse_version(self._call("ask the version", lambda: client.info().version))
 
     # -- plumbing -------------------------------------------------------------------------
@@ -317,16 +340,7 @@ class QdrantStore:
         params = self._call(
             f"read collection '{collection}'", lambda: self._client.get_collection(collection)
         ).config.params
-        dense = params.vectors
-        if dense is not None and not isinstance(dense, dict):
-            dense = {"": dense}
-        fields = {
-            name: VectorField(name, "dense", int(p.size), distance_name(p.distance))
-            for name, p in (dense or {}).items()
-        }
-        for name in params.sparse_vectors or {}:
-            fields[name] = VectorField(name, "sparse", None, None)
-        return fields
+        return fields_of(params)
 
     def _point_vector(self, values: Vectors) -> list[Any]:
         models = self._models
@@ -342,7 +356,9 @@ class QdrantStore:
             "read a point",
             lambda: client.scroll(collection, limit=1, with_payload=True, with_vectors=False),
         )
-        aliases = [a for a, target in self._aliases().items() if target == collection]
+        known = self._aliases()
+        name = known.get(collection, collection)  # an alias lists itself, as Edge and Milvus do
+        aliases = [a for a, target in known.items() if target == name]
         layout = langchain_layout(first[0].payload if first else None)
         return CollectionInfo(collection, int(count), fields, aliases=aliases, **layout)
 
@@ -580,8 +596,57 @@ class QdrantStore:
         filter: Filter | None = None,
     ) -> list[list[Hit]]:
         """``prefetch`` ``k * oversample`` on ``stage1``, then rescore by the full vector."""
+        requests = self._two_stage_requests(
+            self._fields(collection), collection, queries, stage1, stage1_queries, k,
+            oversample, full_vector, filter,
+        )  # fmt: skip
+        return self._query(collection, requests)
+
+    async def atwo_stage_search(
+        self,
+        collection: str,
+        queries: np.ndarray,
+        stage1: str,
+        stage1_queries: Vectors,
+        k: int,
+        oversample: int = 10,
+        full_vector: str | None = None,
+        filter: Filter | None = None,
+    ) -> list[list[Hit]]:
+        """:meth:`two_stage_search` through ``AsyncQdrantClient`` (local mode: in a thread)."""
+        client = self._aclient()
+        if client is None:
+            return await asyncio.to_thread(
+                self.two_stage_search, collection, queries, stage1, stage1_queries, k,
+                oversample, full_vector, filter,
+            )  # fmt: skip
+        if not await self._acall("list collections", lambda: client.collection_exists(collection)):
+            raise collection_not_found(collection, self._collections())
+        info = await self._acall(
+            f"read collection '{collection}'", lambda: client.get_collection(collection)
+        )
+        requests = self._two_stage_requests(
+            fields_of(info.config.params), collection, queries, stage1, stage1_queries, k,
+            oversample, full_vector, filter,
+        )  # fmt: skip
+        responses = await self._acall(
+            f"search '{collection}'", lambda: client.query_batch_points(collection, requests)
+        )
+        return [to_hits(response.points) for response in responses]
+
+    def _two_stage_requests(
+        self,
+        fields: Mapping[str, VectorField],
+        collection: str,
+        queries: np.ndarray,
+        stage1: str,
+        stage1_queries: Vectors,
+        k: int,
+        oversample: int,
+        full_vector: str | None,
+        filter: Filter | None,
+    ) -> list[Any]:
         models = self._models
-        fields = self._fields(collection)
         full = default_vector(collection, fields, full_vector)
         shortlist = self._point_vector(
             check_queries(field_of(collection, fields, stage1), stage1_queries)
@@ -589,7 +654,7 @@ class QdrantStore:
         rerank = self._point_vector(check_queries(fields[full], queries))
         same_length(len(rerank), len(shortlist))
         where = payload_filter(filter, models)
-        requests = [
+        return [
             models.QueryRequest(
                 prefetch=models.Prefetch(
                     query=small, using=stage1 or None, limit=k * oversample, filter=where
@@ -602,7 +667,36 @@ class QdrantStore:
             )
             for small, big in zip(shortlist, rerank, strict=True)
         ]
-        return self._query(collection, requests)
+
+    # -- async ----------------------------------------------------------------------------
+
+    def _aclient(self) -> Any | None:
+        """The ``AsyncQdrantClient`` for a server (made once); None in local mode."""
+        if self._async_client is None and not self._local:
+            from qdrant_client import AsyncQdrantClient
+
+            _, settings, _ = client_settings(self.uri)
+            self._async_client = AsyncQdrantClient(**settings, check_compatibility=False)
+        return self._async_client
+
+    async def _acall(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
+        """:meth:`_call` for coroutines: the same retries and the same one-line errors."""
+        tries = 1 if self._local else TRIES
+        for attempt in range(tries):
+            try:
+                return await action()
+            except MrlCompressError:
+                raise
+            except Exception as error:
+                if self._local or not is_transient(error):
+                    raise StoreError(f"Qdrant could not {what}: {one_line(error)}") from error
+                if attempt + 1 == tries:
+                    raise StoreError(
+                        f"cannot reach Qdrant at {self._where} after {tries} tries: "
+                        f"{one_line(error)}"
+                    ) from error
+                await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+        raise AssertionError("unreachable")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -633,3 +727,8 @@ class QdrantStore:
 
     def close(self) -> None:
         self._client.close()
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.close()
+            self._async_client = None

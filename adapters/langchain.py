@@ -1,0 +1,222 @@
+"""LangChain: :class:`MatryoshkaRetriever`, a ``BaseRetriever`` over two-stage search.
+
+A query is embedded by the application's own LangChain ``Embeddings``, compressed by the
+artifact's runtime (onnxruntime or numpy: torch is never imported here), shortlisted on the
+small vector ``stage1`` and reranked exactly on the full vector by the store's
+``two_stage_search`` (inside Qdrant with ``prefetch``; Milvus shortlists and the adapter
+reranks). Documents come back as langchain-qdrant or langchain-milvus would build them from
+the same collection, with the score and the stage in ``metadata["_mrl"]``.
+
+Every setting is a field of the retriever and can be changed per call::
+
+    retriever.invoke("statins", k=3, filter={"metadata.year": 2020})
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrl_compress.adapters import CollectionInfo, Filter, Hit, VectorStore, connect
+from mrl_compress.compressor import Compressor, load
+from mrl_compress.errors import InvalidInput, MissingDependency
+
+try:
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        CallbackManagerForRetrieverRun,
+    )
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.retrievers import BaseRetriever
+    from pydantic import ConfigDict, Field, PrivateAttr
+except ImportError:  # pragma: no cover - exercised only without the extra
+    raise MissingDependency(
+        "the LangChain retriever needs langchain-core: pip install 'mrl-compress[langchain]'"
+    ) from None
+
+METADATA_KEY = "_mrl"
+"""``Document.metadata[METADATA_KEY]`` = ``{"score": float, "stage1": str, "oversample": int}``."""
+
+PER_CALL = ("k", "stage1", "oversample", "filter")
+"""Settings that ``invoke``/``ainvoke`` accept as keyword arguments for one call."""
+
+
+@dataclass(frozen=True)
+class Search:
+    """The settings of one call: the retriever's fields, overridden by invoke kwargs."""
+
+    k: int
+    stage1: str
+    oversample: int
+    filter: Filter | None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a collection keeps the text and metadata (from the adapter's ``describe``)."""
+
+    langchain: str | None
+    text_key: str
+    metadata_key: str | None
+
+
+class MatryoshkaRetriever(BaseRetriever):
+    """Two-stage retrieval on compressed vectors, a drop-in LangChain retriever.
+
+    Stage 1 searches ``k * oversample`` candidates on the compressed field ``stage1`` (dense
+    ``mrl_64``-style or sparse ``csr_32``-style, an output of ``compressor`` that migration
+    wrote into the collection); stage 2 rescores them by the full vector and keeps ``k``.
+
+    Sync calls run the store's ``two_stage_search``. Async calls embed with
+    ``Embeddings.aembed_query`` and search with the store's ``atwo_stage_search`` where the
+    adapter has one (Qdrant server: ``AsyncQdrantClient``; qdrant-client local mode runs the
+    sync search in a worker thread), and otherwise run the sync search in a worker thread
+    with ``asyncio.to_thread`` (Qdrant Edge, Milvus).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    store: Any = Field(description="A VectorStore from mrl_compress.adapters.connect().")
+    collection: str
+    embeddings: Embeddings
+    compressor: Compressor
+    k: int = 4
+    """Documents returned (LangChain's default for vector-store retrievers)."""
+    stage1: str | None = None
+    """The compressed output to shortlist on; None: the compressor's first (smallest) output."""
+    oversample: int = 10
+    """Stage 1 keeps ``k * oversample`` candidates for the exact rerank."""
+    filter: dict[str, Any] | None = None
+    """Equality filter on payload keys, applied to both stages: ``{"metadata.lang": "en"}``."""
+    full_vector: str | None = None
+    """The full vector's field; None: the collection's default (``""`` or its only one)."""
+    text_key: str | None = None
+    """Payload key of the text; None: as ``describe`` reports (langchain layouts) or ``text``."""
+    metadata_key: str | None = None
+    """Payload key holding the metadata dict; None: as ``describe`` reports, else the rest."""
+
+    _layout: Layout | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_store(
+        cls,
+        uri: str,
+        collection: str,
+        *,
+        embeddings: Embeddings,
+        compressor: Compressor | str | Path,
+        **settings: Any,
+    ) -> MatryoshkaRetriever:
+        """Connect to ``uri`` (see :func:`mrl_compress.adapters.connect`) and search there.
+
+        ``compressor`` is a loaded :class:`~mrl_compress.compressor.Compressor` or the path
+        of its artifact directory; ``settings`` are the other fields (``k``, ``stage1``...).
+        """
+        if not isinstance(compressor, Compressor):
+            compressor = load(compressor)
+        return cls(
+            store=connect(uri),
+            collection=collection,
+            embeddings=embeddings,
+            compressor=compressor,
+            **settings,
+        )
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def _search(self, overrides: dict[str, Any]) -> Search:
+        unknown = sorted(set(overrides) - set(PER_CALL))
+        if unknown:
+            raise InvalidInput(
+                f"unknown retriever argument(s) {', '.join(unknown)}: "
+                f"per call it accepts {', '.join(PER_CALL)}"
+            )
+        merged = {name: getattr(self, name) for name in PER_CALL}
+        merged.update({name: value for name, value in overrides.items() if value is not None})
+        stage1 = merged["stage1"] or self.compressor.outputs[0].name
+        self.compressor.output(stage1)  # InvalidInput naming the outputs it has
+        for name in ("k", "oversample"):
+            value = merged[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInput(f"{name} must be a positive integer, not {value!r}")
+        return Search(merged["k"], stage1, merged["oversample"], merged["filter"] or None)
+
+    def layout(self) -> Layout:
+        """The collection's text/metadata keys, read once with ``describe``."""
+        if self._layout is None:
+            info: CollectionInfo = self._store().describe(self.collection)
+            self._layout = Layout(
+                langchain=info.langchain,
+                text_key=self.text_key or info.text_key or "text",
+                metadata_key=self.metadata_key or info.metadata_key,
+            )
+        return self._layout
+
+    def _store(self) -> VectorStore:
+        store: VectorStore = self.store
+        return store
+
+    # -- the two stages ---------------------------------------------------------------------
+
+    def _encode(self, vector: list[float], search: Search) -> tuple[np.ndarray, Any]:
+        query = np.asarray([vector], dtype=np.float32)
+        return query, self.compressor.encode(query)[search.stage1]
+
+    def _documents(self, hits: list[Hit], search: Search) -> list[Document]:
+        layout = self.layout()
+        return [self._document(hit, layout, search) for hit in hits]
+
+    def _document(self, hit: Hit, layout: Layout, search: Search) -> Document:
+        """What langchain-qdrant / langchain-milvus would return, plus ``METADATA_KEY``."""
+        payload = dict(hit.payload)
+        text = payload.pop(layout.text_key, "")
+        if layout.metadata_key is not None:
+            metadata = dict(payload.get(layout.metadata_key) or {})
+        else:
+            metadata = payload
+        if layout.langchain == "qdrant":
+            metadata["_id"] = hit.id
+            metadata["_collection_name"] = self.collection
+        metadata[METADATA_KEY] = {
+            "score": hit.score,
+            "stage1": search.stage1,
+            "oversample": search.oversample,
+        }
+        return Document(id=str(hit.id), page_content=str(text), metadata=metadata)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        search = self._search(kwargs)
+        full, small = self._encode(self.embeddings.embed_query(query), search)
+        hits = self._store().two_stage_search(
+            self.collection, full, search.stage1, small, search.k,
+            oversample=search.oversample, full_vector=self.full_vector, filter=search.filter,
+        )  # fmt: skip
+        return self._documents(hits[0], search)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        search = self._search(kwargs)
+        full, small = self._encode(await self.embeddings.aembed_query(query), search)
+        store = self._store()
+        arguments = (self.collection, full, search.stage1, small, search.k)
+        options = {
+            "oversample": search.oversample,
+            "full_vector": self.full_vector,
+            "filter": search.filter,
+        }
+        native = getattr(store, "atwo_stage_search", None)
+        if native is not None:
+            hits = await native(*arguments, **options)
+        else:
+            hits = await asyncio.to_thread(store.two_stage_search, *arguments, **options)
+        if self._layout is None:
+            await asyncio.to_thread(self.layout)
+        return self._documents(hits[0], search)

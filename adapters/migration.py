@@ -1,0 +1,971 @@
+"""Migration: write a compressor's outputs beside every stored vector, through any store.
+
+Three steps, each usable from Python (the ``mrl-compress migrate`` command wraps them):
+
+- :func:`plan` reads the collection and the artifact and decides what will happen (mode,
+  fields, points, bytes added, index memory); it writes nothing, so ``--dry-run`` prints it.
+- :func:`run` carries a plan out in batches: ``in-place`` (``add_outputs`` then
+  ``write_outputs`` per batch) where the engine can add a vector field, else ``copy``
+  (a new collection with the original vectors, payloads and ids plus the new fields, then a
+  reconciliation pass and an optional alias swap). A checkpoint file is replaced atomically
+  after every committed batch, so a run killed at any moment continues with ``resume``;
+  every write is an idempotent upsert of the same values, so a batch written twice is harmless.
+- :func:`verify` checks the result: counts, every point has every new field, and a sample
+  (or all points) has byte-identical payloads and original vectors (copy) and new vectors
+  equal to a fresh encode.
+
+Everything goes through the :class:`~mrl_compress.adapters.VectorStore` protocol; the only
+engine fact used is what ``add_outputs`` raises when it cannot add fields in place
+(:class:`~mrl_compress.errors.StoreError`, not its subclasses ``NotFound``/``Conflict``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrl_compress.adapters import Batch, PointId, VectorField, VectorStore, connect
+from mrl_compress.artifact import MANIFEST, Fingerprint
+from mrl_compress.compressor import Compressor, load
+from mrl_compress.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    VerificationFailed,
+)
+from mrl_compress.outputs import Output, SparseBatch
+
+MODES = ("auto", "in-place", "copy")
+FINGERPRINT_SAMPLE = 1000
+DENSE_TOLERANCE = 1e-5
+HNSW_LINK_BYTES = 2 * 16 * 4
+"""Per point, an HNSW graph with m=16 keeps ~2·m links of 4 bytes at layer 0 (Qdrant/Milvus)."""
+CHECKPOINT_VERSION = 1
+Progress = Callable[[int, int], None]
+"""``progress(points_done, points_total)`` after every committed batch."""
+
+
+# ── plan ─────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass
+class Checkpoint:
+    """What a run has committed; replaced atomically after every batch (see :func:`run`)."""
+
+    target: str
+    collection: str
+    vector: str
+    compressor: str
+    compressor_sha256: str
+    mode: str
+    new_collection: str | None
+    offset: Any = None
+    """``next_offset`` of the last committed batch (None: start, or the pass is finished)."""
+    phase: str = "write"  # write -> reconcile -> verify -> done
+    done: int = 0
+    total: int = 0
+    batches: int = 0
+    reconciled: int = 0
+    started_at: str = ""
+    updated_at: str = ""
+    version: int = CHECKPOINT_VERSION
+
+    def save(self, path: Path) -> None:
+        self.updated_at = _now()
+        scratch = path.with_name(path.name + ".tmp")
+        scratch.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(scratch, path)  # atomic: a kill leaves the old or the new checkpoint
+
+    @classmethod
+    def read(cls, path: Path) -> Checkpoint | None:
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise InvalidInput(
+                f"checkpoint {path} is unreadable ({e}): delete it to start over"
+            ) from None
+
+
+@dataclass
+class Plan:
+    """What :func:`run` will do. Made by :func:`plan`, which writes nothing."""
+
+    target: str
+    collection: str
+    vector: str
+    """The full (original) dense vector the compressor reads."""
+    compressor: str
+    compressor_sha256: str
+    mode: str
+    """``in-place``, ``copy``, or ``auto`` (in place; copy if the engine refuses)."""
+    new_collection: str
+    """The copy's name (used by ``copy``, and by ``auto`` if it falls back to copying)."""
+    outputs: list[Output]
+    fields: list[VectorField]
+    """Vector fields to create: the outputs (in place), or originals + outputs (copy)."""
+    copied_vectors: list[str]
+    """Original dense vectors a copy carries over."""
+    points: int
+    bytes_added: int
+    bytes_added_copy: int
+    small_index_bytes: int
+    full_index_bytes: int
+    alias: str | None
+    """``collection`` itself when it is an alias (a copy can then be swapped in atomically)."""
+    checkpoint: Path
+    resume: Checkpoint | None = None
+    batch_size: int = 512
+    workers: int = 1
+    quantize: str | None = None
+    swap: bool = False
+    verify: int | None = 1000
+    """Sample size for verification; None verifies every point."""
+    force: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The plan in words (``--dry-run`` prints these)."""
+        mode = self.mode
+        if mode == "auto":
+            mode = (f"auto: in place if the engine can add vector fields, else a copy into "
+                    f"'{self.new_collection}'")
+        elif mode == "copy":
+            mode = f"copy into new collection '{self.new_collection}'"
+        out = [
+            f"migrate '{self.collection}' at {self.target} with {self.compressor}",
+            f"  mode: {mode}",
+            f"  read vector: {_name(self.vector)} ({self.points} points)",
+            "  fields to create: " + ", ".join(_describe_field(f, self.quantize)
+                                                 for f in self.fields),
+            f"  estimated bytes added: {_size(self.bytes_added)}"
+            + (f" in place, {_size(self.bytes_added_copy)} if copied" if self.mode == "auto"
+               else ""),
+            f"  index memory: small {_size(self.small_index_bytes)} vs full "
+            f"{_size(self.full_index_bytes)} (vectors + HNSW links, m=16)",
+            f"  batches of {self.batch_size}, {self.workers} worker(s), verify "
+            + ("all points" if self.verify is None else f"a sample of {self.verify}"),
+            f"  checkpoint: {self.checkpoint}"
+            + (f" (resuming at {self.resume.done}/{self.resume.total}, phase "
+               f"{self.resume.phase})" if self.resume else ""),
+        ]
+        if self.mode != "in-place":
+            if self.alias and self.swap:
+                out.append(f"  then: point alias '{self.alias}' at '{self.new_collection}' "
+                           "(atomic)")
+            elif self.swap:
+                out.append(f"  then: '{self.collection}' is a collection name, not an alias: "
+                           "the cutover is printed, not done")
+        out += [f"  note: {n}" for n in self.notes]
+        return out
+
+
+def plan(
+    target: str,
+    collection: str,
+    compressor: str | Path,
+    *,
+    vector: str | None = None,
+    mode: str = "auto",
+    batch_size: int = 512,
+    workers: int = 1,
+    resume: bool = False,
+    swap: bool = False,
+    quantize: str | None = None,
+    verify: int | None = 1000,
+    force: bool = False,
+    new_name: str | None = None,
+    checkpoint: str | Path | None = None,
+    store: VectorStore | None = None,
+) -> Plan:
+    """Read the collection and the artifact; refuse bad input with one line; write nothing.
+
+    Refuses: a compressor whose input dimension differs from the vector's (always), or whose
+    training fingerprint (:meth:`Fingerprint.mismatch` on a sample of ~1000 stored vectors)
+    differs (unless ``force``); a missing collection; a copy target name already taken by
+    something this migration did not create; a checkpoint of another migration.
+    """
+    if mode not in MODES:
+        raise InvalidInput(f"--mode must be one of {', '.join(MODES)}, not '{mode}'")
+    if quantize not in (None, "int8", "binary"):
+        raise InvalidInput(f"--quantize must be int8 or binary, not '{quantize}'")
+    if batch_size < 1 or workers < 1:
+        raise InvalidInput("--batch and --workers must be at least 1")
+    if verify is not None and verify < 0:
+        raise InvalidInput(f"--verify must be a number of points or 'all', not {verify}")
+    model = load(compressor)
+    sha = compressor_sha256(compressor)
+    with _opened(target, store) as opened:
+        info = opened.describe(collection)
+        full = _full_vector(info.fields, vector, collection)
+        if model.input_dim != full.size:
+            raise InvalidInput(
+                f"compressor {compressor} takes {model.input_dim}-d vectors but vector "
+                f"{_name(full.name)} of '{collection}' holds {full.size}-d vectors: use a "
+                "compressor fitted on this collection"
+            )
+        notes: list[str] = []
+        fingerprint = model.manifest.fingerprint
+        if fingerprint is not None and info.count:
+            seen = Fingerprint.of(opened.sample(collection, full.name, FINGERPRINT_SAMPLE))
+            why = fingerprint.mismatch(seen)
+            if why and not force:
+                raise InvalidInput(
+                    f"collection '{collection}' does not look like the vectors {compressor} "
+                    f"was fitted on ({why}): pass --force to migrate anyway"
+                )
+            if why:
+                notes.append(f"fingerprint differs ({why}); migrating anyway (--force)")
+        path = Path(checkpoint) if checkpoint else checkpoint_path(compressor, collection)
+        found = Checkpoint.read(path)
+        new = new_name or f"{collection}_mrl"
+        if found is not None:
+            _check_checkpoint(found, path, target, collection, str(compressor), sha)
+            if found.phase != "done" and not resume:
+                raise InvalidInput(
+                    f"a migration of '{collection}' stopped at {found.done}/{found.total} "
+                    f"points ({path}): pass --resume to continue it, or delete the checkpoint "
+                    "to start over"
+                )
+            if found.new_collection and new_name is None:
+                new = found.new_collection
+            if found.mode != "auto" and mode == "auto":
+                mode = found.mode
+            elif mode != "auto" and found.mode != "auto" and mode != found.mode:
+                raise InvalidInput(
+                    f"checkpoint {path} is a {found.mode} migration, not {mode}: pass "
+                    f"--mode {found.mode} to resume it, or delete the checkpoint to start over"
+                )
+        if new == collection:
+            raise InvalidInput(f"--new-name '{new}' is the collection being migrated")
+        ours = found is not None and found.new_collection == new
+        if mode == "copy" and not ours:
+            _require_free(opened, new)
+        outputs = model.outputs
+        clash = [o.name for o in outputs if o.name == full.name]
+        if clash:
+            raise Conflict(
+                f"the compressor's output '{clash[0]}' has the name of the vector it reads: "
+                "rename the output"
+            )
+        copied = [name for name, f in info.fields.items()
+                  if f.kind == "dense" and name not in {o.name for o in outputs}]
+        sparse_kept = [name for name, f in info.fields.items()
+                       if f.kind == "sparse" and name not in {o.name for o in outputs}]
+        if sparse_kept and mode == "copy":
+            raise InvalidInput(
+                f"collection '{collection}' has sparse vector(s) {_names(sparse_kept)} that a "
+                "copy cannot carry over (the store protocol reads dense vectors only): "
+                "migrate in place"
+            )
+        if sparse_kept and mode == "auto":
+            notes.append(f"sparse vector(s) {_names(sparse_kept)} cannot be copied: only "
+                         "in-place migration works for this collection")
+        if quantize and mode != "in-place":
+            notes.append("--quantize applies when fields are added in place; a copy gets the "
+                         "engine's default index for its new fields")
+        payload_bytes = _payload_bytes(opened, collection, full.name)
+    new_fields = [_field_of(o) for o in outputs]
+    originals = [info.fields[name] for name in copied]
+    per_point_new = sum(o.bytes_per_vector(quantize) for o in outputs)
+    per_point_full = sum(4 * (f.size or 0) for f in originals)
+    small = min(outputs, key=lambda o: o.bytes_per_vector(quantize))
+    return Plan(
+        target=target,
+        collection=collection,
+        vector=full.name,
+        compressor=str(compressor),
+        compressor_sha256=sha,
+        mode=mode,
+        new_collection=new,
+        outputs=outputs,
+        fields=(originals + new_fields) if mode == "copy" else new_fields,
+        copied_vectors=copied,
+        points=info.count,
+        bytes_added=int(info.count * (per_point_new if mode != "copy"
+                                      else per_point_new + per_point_full + payload_bytes)),
+        bytes_added_copy=int(info.count * (per_point_new + per_point_full + payload_bytes)),
+        small_index_bytes=int(info.count * (small.bytes_per_vector(quantize) + HNSW_LINK_BYTES)),
+        full_index_bytes=int(info.count * (4 * (full.size or 0) + HNSW_LINK_BYTES)),
+        alias=collection if collection in info.aliases else None,
+        checkpoint=path,
+        resume=found if (found is not None and resume and found.phase != "done") else None,
+        batch_size=batch_size,
+        workers=workers,
+        quantize=quantize,
+        swap=swap,
+        verify=verify,
+        force=force,
+        notes=notes,
+    )
+
+
+def checkpoint_path(compressor: str | Path, collection: str) -> Path:
+    """``.mrl-migrate-<collection>.json`` beside the artifact directory."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in collection)
+    return Path(compressor).resolve().parent / f".mrl-migrate-{safe}.json"
+
+
+def compressor_sha256(compressor: str | Path) -> str:
+    """The manifest's sha256: it names the checksums of the weights and the ONNX graph."""
+    return hashlib.sha256((Path(compressor) / MANIFEST).read_bytes()).hexdigest()
+
+
+# ── run ──────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass
+class Verification:
+    points: int = 0
+    """Points whose new fields were all read (dense) — every point of the collection."""
+    sampled: int = 0
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    def problem(self, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < 10:
+            self.problems.append(text)
+
+
+@dataclass
+class Report:
+    mode: str
+    collection: str
+    """Where the new fields now live (the copy's name in copy mode)."""
+    written: int
+    """Points written by this call (a resumed run counts only what it wrote)."""
+    seconds: float
+    reconciled: int = 0
+    orphans: int = 0
+    """Points of the copy that the source no longer has (deleted during the copy)."""
+    verification: Verification = field(default_factory=Verification)
+    swapped: str | None = None
+    cutover: list[str] = field(default_factory=list)
+    fallback: str | None = None
+    provider: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.verification.ok
+
+    def lines(self) -> list[str]:
+        rate = self.written / self.seconds if self.seconds else 0.0
+        v = self.verification
+        out = []
+        if self.fallback:
+            out.append(f"in place refused ({self.fallback}): copied instead")
+        out.append(f"{self.mode}: wrote {self.written} points into '{self.collection}' in "
+                   f"{self.seconds:.1f} s ({rate:,.0f} points/s, encoding on {self.provider})")
+        if self.mode == "copy":
+            out.append(f"reconciliation: {self.reconciled} point(s) changed during the copy "
+                       f"re-copied; {self.orphans} point(s) deleted from the source remain "
+                       "in the copy")
+        out.append(f"verification: {v.points} points have every new field; {v.sampled} "
+                   "sampled points compared: "
+                   + ("all equal" if v.ok else f"{v.problem_count} difference(s)"))
+        out += [f"  - {p}" for p in v.problems]
+        if self.swapped:
+            out.append(f"alias '{self.swapped}' now points at '{self.collection}'")
+        out += self.cutover
+        return out
+
+    def raise_if_failed(self) -> None:
+        v = self.verification
+        if not v.ok:
+            raise VerificationFailed(
+                f"verification of '{self.collection}' found {v.problem_count} difference(s); "
+                f"first: {v.problems[0]}"
+            )
+
+
+def run(
+    plan: Plan,
+    *,
+    store: VectorStore | None = None,
+    progress: Progress | None = None,
+    compressor: Compressor | None = None,
+) -> Report:
+    """Carry ``plan`` out; returns a :class:`Report` (check ``report.ok``).
+
+    A :class:`StoreError` while writing (the adapters have retried already) stops the run
+    with one line saying how far it got; the checkpoint holds every committed batch and
+    the same call with ``resume=True`` in :func:`plan` continues from there.
+    """
+    model = compressor or load(plan.compressor)
+    started = time.perf_counter()
+    with _opened(plan.target, store) as opened:
+        ck = plan.resume or Checkpoint(
+            target=plan.target, collection=plan.collection, vector=plan.vector,
+            compressor=plan.compressor, compressor_sha256=plan.compressor_sha256,
+            mode=plan.mode, new_collection=plan.new_collection, total=plan.points,
+            started_at=_now(),
+        )  # fmt: skip
+        fallback = None
+        if ck.mode in ("auto", "in-place"):
+            try:
+                opened.add_outputs(plan.collection, plan.outputs, plan.quantize)
+                ck.mode = "in-place"
+            except (NotFound, Conflict):
+                raise
+            except StoreError as refused:
+                if ck.mode == "in-place":
+                    raise
+                fallback = str(refused)
+                ck.mode = "copy"
+        target = plan.collection
+        if ck.mode == "copy":
+            target = plan.new_collection
+            if plan.resume is None:
+                fresh = Checkpoint.read(plan.checkpoint)
+                if fresh is None or fresh.new_collection != target:
+                    _require_free(opened, target)
+            info = opened.describe(plan.collection)
+            originals = [info.fields[n] for n in plan.copied_vectors]
+            sparse = [n for n, f in info.fields.items()
+                      if f.kind == "sparse" and n not in {o.name for o in plan.outputs}]
+            if sparse:
+                raise InvalidInput(
+                    f"collection '{plan.collection}' has sparse vector(s) {_names(sparse)} "
+                    "that a copy cannot carry over (the store protocol reads dense vectors "
+                    "only): migrate in place"
+                )
+            ck.save(plan.checkpoint)  # before creating: a rerun then knows the copy is ours
+            opened.create_collection(
+                target, originals + [_field_of(o) for o in plan.outputs], like=plan.collection
+            )
+        ck.save(plan.checkpoint)
+        before = ck.done
+        try:
+            if ck.phase == "write":
+                _write_pass(opened, plan, model, ck, target, progress)
+                ck.phase = "reconcile" if ck.mode == "copy" else "verify"
+                ck.offset = None
+                ck.save(plan.checkpoint)
+            orphans = 0
+            if ck.phase == "reconcile":
+                ck.reconciled, orphans = reconcile(opened, plan, model, target)
+                ck.phase = "verify"
+                ck.save(plan.checkpoint)
+        except StoreError as e:
+            raise StoreError(
+                f"{e} — stopped after {ck.done}/{ck.total} points; {plan.checkpoint} holds "
+                "every committed batch: run the same command with --resume to continue"
+            ) from e
+        report = Report(
+            mode=ck.mode, collection=target, written=ck.done - before, seconds=0.0,
+            reconciled=ck.reconciled, orphans=orphans, fallback=fallback,
+            provider=model.provider,
+        )  # fmt: skip
+        report.verification = verify(
+            opened, plan.collection, target, model, vector=plan.vector,
+            sample=plan.verify, copied=plan.copied_vectors if ck.mode == "copy" else None,
+            batch_size=max(plan.batch_size, 256),
+        )  # fmt: skip
+        if ck.mode == "copy" and report.ok:
+            report.swapped, report.cutover = _cut_over(opened, plan, target)
+        ck.phase = "done"
+        ck.save(plan.checkpoint)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_pass(store: VectorStore, plan: Plan, model: Compressor, ck: Checkpoint,
+                target: str, progress: Progress | None) -> None:
+    """Read, encode and write every batch after ``ck.offset``; checkpoint after each."""
+    copy = ck.mode == "copy"
+    names = plan.copied_vectors if copy else [plan.vector]
+
+    def write(batch: _Rows) -> None:
+        encoded = model.encode(batch.vectors[plan.vector])
+        if copy:
+            store.upsert(target, batch.ids, {**batch.vectors, **encoded}, batch.payloads)
+        else:
+            store.write_outputs(target, batch.ids, encoded)
+
+    def commit(n: int, next_offset: Any) -> None:
+        ck.done += n
+        ck.batches += 1
+        ck.offset = next_offset
+        ck.save(plan.checkpoint)
+        if progress:
+            progress(ck.done, ck.total)
+
+    if progress:
+        progress(ck.done, ck.total)
+    if ck.offset is None and ck.done:
+        return  # the pass had finished before the stop
+    rows = _read(store, plan.collection, names, plan.batch_size, ck.offset, with_payload=copy,
+                 payload_of=plan.vector)
+    if plan.workers <= 1:
+        for batch in rows:
+            write(batch)
+            commit(len(batch.ids), batch.next_offset)
+    else:
+        _pipeline(rows, write, commit, plan.workers)
+    ck.total = max(ck.total, ck.done)
+
+
+def _pipeline(rows: Iterator[_Rows], write: Callable[[_Rows], None],
+              commit: Callable[[int, Any], None], workers: int) -> None:
+    """One reader thread, ``workers`` threads that encode and write, commits in read order.
+
+    The checkpoint only moves past batch i once batches 0..i are all written, so a stop at
+    any moment loses nothing; at most ``3 * workers`` batches are in memory.
+    """
+    todo: queue.Queue[tuple[int, _Rows]] = queue.Queue(maxsize=2 * workers)
+    done: queue.Queue[tuple[int, _Rows | None, BaseException | None]] = queue.Queue()
+    stop, read_all = threading.Event(), threading.Event()
+    total = [-1]
+
+    def reader() -> None:
+        seq = 0
+        try:
+            for batch in rows:
+                while not stop.is_set():
+                    try:
+                        todo.put((seq, batch), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+                seq += 1
+        except BaseException as e:  # handed to the main thread
+            done.put((-1, None, e))
+        finally:
+            total[0] = seq
+            read_all.set()
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                seq, batch = todo.get(timeout=0.1)
+            except queue.Empty:
+                if read_all.is_set():
+                    return
+                continue
+            try:
+                write(batch)
+                done.put((seq, batch, None))
+            except BaseException as e:  # handed to the main thread
+                done.put((seq, None, e))
+                return
+
+    threads = [threading.Thread(target=reader, daemon=True)]
+    threads += [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    waiting: dict[int, _Rows] = {}
+    following = 0
+    try:
+        while total[0] < 0 or following < total[0]:
+            try:
+                seq, batch, error = done.get(timeout=0.1)
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads) and done.empty():
+                    raise StoreError("the migration workers stopped without finishing: "
+                                     "run again with --resume") from None
+                continue
+            if error is not None:
+                raise error
+            assert batch is not None
+            waiting[seq] = batch
+            while following in waiting:
+                ready = waiting.pop(following)
+                commit(len(ready.ids), ready.next_offset)
+                following += 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)
+
+
+# ── reconciliation ───────────────────────────────────────────────────────────────────────
+
+
+def reconcile(store: VectorStore, plan: Plan, model: Compressor, target: str,
+              rounds: int = 3) -> tuple[int, int]:
+    """Re-copy the points the application changed or added during the copy.
+
+    Detection is by content, the same on every engine: the source and the copy are read
+    side by side (both stream in id order), and a point whose payload or original vectors
+    differ, or that the copy lacks, is encoded and written again. Repeated until a pass finds
+    nothing (at most ``rounds`` passes). Returns (points re-copied, points only the copy has);
+    the latter were deleted from the source during the copy and are reported, not deleted
+    (the protocol has no delete). Writes that land after the last pass are not seen: stop
+    writers, or swap and re-run ``--resume`` on a quiet collection (see docs/migrate.md).
+    """
+    names = plan.copied_vectors
+    total, orphans = 0, 0
+    for _ in range(rounds):
+        changed = 0
+        orphans = 0
+        pending: list[tuple[PointId, dict[str, np.ndarray], dict[str, Any]]] = []
+        source = _read(store, plan.collection, names, plan.batch_size, None, True, plan.vector)
+        copy = _read(store, target, names, plan.batch_size, None, True, plan.vector)
+        for pid, left, right in _join(source, copy):
+            if left is None:
+                orphans += 1
+                continue
+            if right is not None and _same(left, right, names):
+                continue
+            pending.append((pid, left[0], left[1]))
+            if len(pending) >= plan.batch_size:
+                changed += _recopy(store, target, model, plan.vector, pending)
+                pending = []
+        changed += _recopy(store, target, model, plan.vector, pending)
+        total += changed
+        if not changed:
+            break
+    return total, orphans
+
+
+def _recopy(store: VectorStore, target: str, model: Compressor, vector: str,
+            points: list[tuple[PointId, dict[str, np.ndarray], dict[str, Any]]]) -> int:
+    if not points:
+        return 0
+    ids = [p[0] for p in points]
+    vectors = {name: np.stack([p[1][name] for p in points]) for name in points[0][1]}
+    encoded = model.encode(vectors[vector])
+    store.upsert(target, ids, {**vectors, **encoded}, [p[2] for p in points])
+    return len(points)
+
+
+# ── verification ─────────────────────────────────────────────────────────────────────────
+
+
+def verify(
+    store: VectorStore,
+    source: str,
+    target: str,
+    compressor: Compressor,
+    *,
+    vector: str,
+    sample: int | None = 1000,
+    copied: Sequence[str] | None = None,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> Verification:
+    """Check a migration; problems are collected, not raised (see :meth:`Report.ok`).
+
+    - counts: the copy has as many points as the source (copy mode);
+    - every point has every new dense field (reading it fails otherwise); sparse fields
+      cannot be read through the protocol, so they are checked on the sample, by search;
+    - on ``sample`` points (None: all), chosen uniformly by position: payloads and
+      original vectors byte-identical to the source (copy mode), dense outputs within 1e-5
+      of a fresh encode, and each sparse output found by searching its own fresh code with
+      score 1 ± 1e-5 (L2-normalised codes: only identical indices and values give 1).
+    """
+    result = Verification()
+    outputs = compressor.outputs
+    dense = [o.name for o in outputs if o.kind == "dense"]
+    sparse = [o.name for o in outputs if o.kind == "sparse"]
+    count = store.describe(target).count
+    if copied is not None:
+        source_count = store.describe(source).count
+        if source_count != count:
+            result.problem(f"'{source}' has {source_count} points but '{target}' has {count}")
+    chosen = _positions(count, sample, seed)
+    names = list(copied) if copied is not None else [vector]
+    stored = _read(store, target, names + dense, batch_size, None, True, vector)
+    position = 0
+    codes_ids: list[PointId] = []
+    codes_rows: list[np.ndarray] = []
+
+    def check_sparse() -> None:
+        if not sparse or not codes_ids:
+            return
+        fresh = compressor.encode(np.stack(codes_rows))
+        for name in sparse:
+            code = fresh[name]
+            assert isinstance(code, SparseBatch)
+            hits = store.search(target, name, code, k=10)
+            for pid, found in zip(codes_ids, hits, strict=True):
+                score = next((h.score for h in found if h.id == pid), None)
+                if score is None or abs(score - 1.0) > DENSE_TOLERANCE:
+                    result.problem(f"point {pid!r}: sparse '{name}' differs from a fresh encode"
+                                   + (" (not found)" if score is None else f" (score {score})"))
+        codes_ids.clear()
+        codes_rows.clear()
+
+    try:
+        for batch in stored:
+            picked = [i for i in range(len(batch.ids)) if position + i in chosen]
+            position += len(batch.ids)
+            result.points += len(batch.ids)
+            if not picked:
+                continue
+            x = batch.vectors[vector][picked]
+            fresh = compressor.encode(x)
+            for name in dense:
+                diff = np.abs(batch.vectors[name][picked] - np.asarray(fresh[name]))
+                for row in np.flatnonzero(diff.max(axis=1) > DENSE_TOLERANCE):
+                    result.problem(f"point {batch.ids[picked[row]]!r}: '{name}' differs from a "
+                                   f"fresh encode by {diff[row].max():.2g}")
+            codes_ids.extend(batch.ids[i] for i in picked)
+            codes_rows.extend(x)
+            if len(codes_ids) >= batch_size:
+                check_sparse()
+            result.sampled += len(picked)
+        check_sparse()
+    except StoreError as e:  # a point without a new dense field cannot be read
+        result.problem(str(e))
+    if copied is None and result.points != count:
+        result.problem(f"read {result.points} points with every new field; '{target}' has "
+                       f"{count}")
+    if copied is not None:
+        _compare_copy(store, source, target, list(copied), vector, chosen, batch_size, result)
+    return result
+
+
+def _compare_copy(store: VectorStore, source: str, target: str, names: list[str], vector: str,
+                  chosen: set[int], batch_size: int, result: Verification) -> None:
+    """Payloads and original vectors of the sampled points, byte for byte."""
+    left = _read(store, source, names, batch_size, None, True, vector)
+    right = _read(store, target, names, batch_size, None, True, vector)
+    for position, (pid, copied, original) in enumerate(_join(right, left)):
+        if position not in chosen:
+            continue
+        if copied is None:
+            result.problem(f"point {pid!r} of '{source}' is missing from '{target}'")
+        elif original is None:
+            result.problem(f"point {pid!r} of '{target}' is not in '{source}'")
+        elif not _same(copied, original, names):
+            result.problem(f"point {pid!r}: payload or original vectors differ from '{source}'")
+
+
+def _positions(count: int, sample: int | None, seed: int) -> set[int]:
+    if sample is None or sample >= count:
+        return set(range(count))
+    rng = np.random.default_rng(seed)
+    return {int(i) for i in rng.choice(count, size=sample, replace=False)}
+
+
+# ── cutover ──────────────────────────────────────────────────────────────────────────────
+
+
+def _cut_over(store: VectorStore, plan: Plan, target: str) -> tuple[str | None, list[str]]:
+    """Swap the alias the application reads (atomic), or say how to switch."""
+    if plan.alias and plan.swap:
+        store.swap_alias(plan.alias, target)
+        return plan.alias, [f"'{plan.collection}' answers from '{target}' now; the old "
+                            "collection is untouched: drop it once satisfied"]
+    if plan.alias:
+        return None, [f"'{plan.collection}' still points at the old collection; switch with "
+                      f"--swap (or swap alias '{plan.alias}' to '{target}' yourself)"]
+    return None, [
+        f"'{plan.collection}' is a collection name, not an alias, so no atomic switch exists:",
+        f"  1. point the application at '{target}' (its collection name setting), or",
+        f"  2. make the name an alias: drop or rename '{plan.collection}' after a backup, "
+        f"then create alias '{plan.collection}' -> '{target}' (queries fail in between);",
+        "  from then on, later migrations swap the alias atomically",
+    ]
+
+
+# ── reading helpers ──────────────────────────────────────────────────────────────────────
+
+
+@dataclass
+class _Rows:
+    """One batch of several vector fields of the same points."""
+
+    ids: list[PointId]
+    vectors: dict[str, np.ndarray]
+    payloads: list[dict[str, Any]]
+    next_offset: Any
+
+
+def _read(store: VectorStore, collection: str, names: Sequence[str], batch_size: int,
+          offset: Any, with_payload: bool, payload_of: str) -> Iterator[_Rows]:
+    """Stream several dense fields side by side (each a scroll in the same id order)."""
+    streams = {
+        name: store.iter_batches(collection, name, batch_size, offset,
+                                 with_payload=with_payload and name == payload_of)
+        for name in names
+    }
+    main = streams[payload_of]
+    others = {n: s for n, s in streams.items() if n != payload_of}
+    for batch in main:
+        rows = _Rows(batch.ids, {payload_of: batch.vectors}, batch.payloads, batch.next_offset)
+        for name, stream in others.items():
+            extra: Batch | None = next(stream, None)
+            if extra is None or extra.ids != batch.ids:
+                raise StoreError(
+                    f"'{collection}' changed while its vectors were read side by side "
+                    f"('{name}' does not follow '{payload_of}'): run again"
+                )
+            rows.vectors[name] = extra.vectors
+        yield rows
+
+
+def _join(left: Iterator[_Rows], right: Iterator[_Rows]) -> Iterator[
+        tuple[PointId, tuple[dict[str, np.ndarray], dict[str, Any]] | None,
+              tuple[dict[str, np.ndarray], dict[str, Any]] | None]]:
+    """Points of two id-ordered streams matched by id, in ``left``'s order then the rest.
+
+    Both streams are read a batch at a time, alternately; points wait in a dict until
+    their partner arrives, so memory stays at about a batch when the orders agree.
+    """
+    Row = tuple[dict[str, np.ndarray], dict[str, Any]]
+    wait_left: dict[PointId, Row] = {}
+    wait_right: dict[PointId, Row] = {}
+    order: list[PointId] = []
+    live = {"left": True, "right": True}
+
+    def rows(batch: _Rows) -> Iterator[tuple[PointId, Row]]:
+        for i, pid in enumerate(batch.ids):
+            payload = batch.payloads[i] if batch.payloads else {}
+            yield pid, ({n: v[i] for n, v in batch.vectors.items()}, payload)
+
+    while live["left"] or live["right"]:
+        if live["left"]:
+            batch = next(left, None)
+            if batch is None:
+                live["left"] = False
+            else:
+                for pid, row in rows(batch):
+                    wait_left[pid] = row
+                    order.append(pid)
+        if live["right"]:
+            batch = next(right, None)
+            if batch is None:
+                live["right"] = False
+            else:
+                for pid, row in rows(batch):
+                    wait_right[pid] = row
+        keep = []
+        for pid in order:
+            if pid in wait_right:
+                yield pid, wait_left.pop(pid), wait_right.pop(pid)
+            elif not live["right"]:
+                yield pid, wait_left.pop(pid), None
+            else:
+                keep.append(pid)
+        order = keep
+        if not live["left"]:
+            for pid in list(wait_right):
+                yield pid, None, wait_right.pop(pid)
+
+
+def _same(a: tuple[dict[str, np.ndarray], dict[str, Any]],
+          b: tuple[dict[str, np.ndarray], dict[str, Any]], names: Sequence[str]) -> bool:
+    return all(np.asarray(a[0][n]).tobytes() == np.asarray(b[0][n]).tobytes() for n in names) \
+        and _canonical(a[1]) == _canonical(b[1])
+
+
+def _canonical(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _payload_bytes(store: VectorStore, collection: str, vector: str) -> float:
+    """Mean JSON size of the first few payloads (a copy stores them again)."""
+    batch = next(store.iter_batches(collection, vector, batch_size=64), None)
+    if batch is None or not batch.payloads:
+        return 0.0
+    return float(np.mean([len(_canonical(p).encode()) for p in batch.payloads]))
+
+
+# ── small helpers ────────────────────────────────────────────────────────────────────────
+
+
+@contextmanager
+def _opened(target: str, store: VectorStore | None) -> Iterator[VectorStore]:
+    if store is not None:
+        yield store
+        return
+    opened = connect(target)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _full_vector(fields: dict[str, VectorField], vector: str | None,
+                 collection: str) -> VectorField:
+    from mrl_compress.adapters import CollectionInfo
+
+    if vector is None and "" in fields and fields[""].kind == "dense":
+        return fields[""]
+    return CollectionInfo(collection, 0, fields).dense(vector)
+
+
+def _require_free(store: VectorStore, name: str) -> None:
+    try:
+        store.describe(name)
+    except NotFound:
+        return
+    raise Conflict(
+        f"collection '{name}' already exists and no checkpoint of this migration names it: "
+        "choose another --new-name, or drop it"
+    )
+
+
+def _check_checkpoint(found: Checkpoint, path: Path, target: str, collection: str,
+                      compressor: str, sha: str) -> None:
+    if found.version != CHECKPOINT_VERSION:
+        raise InvalidInput(f"checkpoint {path} has version {found.version}, this mrl-compress "
+                           f"writes {CHECKPOINT_VERSION}: delete it to start over")
+    if (found.target, found.collection) != (target, collection):
+        raise InvalidInput(
+            f"checkpoint {path} belongs to collection '{found.collection}' at {found.target}, "
+            f"not '{collection}' at {target}: delete it to start over"
+        )
+    if found.compressor_sha256 != sha:
+        raise InvalidInput(
+            f"checkpoint {path} was written with another compressor ({found.compressor}, "
+            f"sha256 {found.compressor_sha256[:12]}), not {compressor} (sha256 {sha[:12]}): "
+            "resume with that compressor, or delete the checkpoint to start over"
+        )
+
+
+def _field_of(output: Output) -> VectorField:
+    if output.kind == "sparse":
+        return VectorField(output.name, "sparse", None, None)
+    return VectorField(output.name, "dense", output.size, output.distance)
+
+
+def _describe_field(f: VectorField, quantize: str | None) -> str:
+    if f.kind == "sparse":
+        return f"{_name(f.name)} (sparse)"
+    return f"{_name(f.name)} (dense {f.size}, {f.distance})"
+
+
+def _name(name: str) -> str:
+    return "'' (default)" if name == "" else f"'{name}'"
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(_name(n) for n in names)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+

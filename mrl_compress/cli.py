@@ -46,16 +46,22 @@ def _ints(text: str, option: str) -> list[int]:
 
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int, int, float], None]]:
+    """A rich progress bar that appears at the first update (input errors print alone)."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(description, total=None, loss="-")
+    bar = Progress(*columns, console=err)
+    task = bar.add_task(description, total=None, loss="-")
 
-        def update(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
+    def update(step: int, total: int, loss: float) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
 
+    try:
         yield update
+    finally:
+        bar.stop()
 
 
 def read_source(source: str, collection: str | None, vector: str | None, column: str | None,

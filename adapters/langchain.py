@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -207,16 +208,17 @@ class MatryoshkaRetriever(BaseRetriever):
         full, small = self._encode(await self.embeddings.aembed_query(query), search)
         store = self._store()
         arguments = (self.collection, full, search.stage1, small, search.k)
-        options = {
+        options: dict[str, Any] = {
             "oversample": search.oversample,
             "full_vector": self.full_vector,
             "filter": search.filter,
         }
-        native = getattr(store, "atwo_stage_search", None)
+        native: Any = getattr(store, "atwo_stage_search", None)
+        hits: list[list[Hit]]
         if native is not None:
             hits = await native(*arguments, **options)
         else:
-            hits = await asyncio.to_thread(store.two_stage_search, *arguments, **options)
+            hits = await asyncio.to_thread(partial(store.two_stage_search, *arguments, **options))
         if self._layout is None:
             await asyncio.to_thread(self.layout)
         return self._documents(hits[0], search)

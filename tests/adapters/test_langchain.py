@@ -17,13 +17,13 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 from scifact_sample import (
+    artifact as fit_artifact,
+)
+from scifact_sample import (
     build_edge,
     corpus,
     langchain_payloads,
     stored_embeddings,
-)
-from scifact_sample import (
-    artifact as fit_artifact,
 )
 
 import mrl_compress
@@ -197,9 +197,7 @@ def test_langchain_qdrant_collection(compressor: mrl_compress.Compressor) -> Non
         ]
 
 
-def test_langchain_milvus_collection(
-    compressor: mrl_compress.Compressor, tmp_path: Path
-) -> None:
+def test_langchain_milvus_collection(compressor: mrl_compress.Compressor, tmp_path: Path) -> None:
     """Milvus cannot add a field in place: copy into a new collection, alias it, search it."""
     from langchain_milvus import Milvus
 

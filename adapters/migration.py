@@ -212,7 +212,7 @@ def plan(
     sha = compressor_sha256(compressor)
     with _opened(target, store) as opened:
         info = opened.describe(collection)
-        full = _full_vector(info.fields, vector, collection)
+        full = _full_vector(info.fields, vector, collection, {o.name for o in model.outputs})
         if model.input_dim != full.size:
             raise InvalidInput(
                 f"compressor {compressor} takes {model.input_dim}-d vectors but vector "
@@ -900,12 +900,16 @@ def _opened(target: str, store: VectorStore | None) -> Iterator[VectorStore]:
         opened.close()
 
 
-def _full_vector(fields: dict[str, VectorField], vector: str | None,
-                 collection: str) -> VectorField:
+def _full_vector(fields: dict[str, VectorField], vector: str | None, collection: str,
+                 outputs: set[str]) -> VectorField:
+    """``vector``, else ``""``, else the only dense field that is not one of our outputs
+    (so that running the same migration again needs no ``--vector``)."""
     from mrl_compress.adapters import CollectionInfo
 
     if vector is None and "" in fields and fields[""].kind == "dense":
         return fields[""]
+    if vector is None:
+        fields = {n: f for n, f in fields.items() if n not in outputs}
     return CollectionInfo(collection, 0, fields).dense(vector)
 
 

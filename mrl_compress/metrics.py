@@ -30,7 +30,8 @@ def scores(queries: Representation, docs: Representation) -> np.ndarray:
 def top_k(queries: Representation, docs: Representation, k: int, chunk: int = 1024) -> np.ndarray:
     """Indices of the k best docs per query, best first, computed in query chunks."""
     n = queries.shape[0] if isinstance(queries, np.ndarray) else len(queries)
-    n_docs = docs.shape[0] if isinstance(docs, np.ndarray) else len(docs)
+    docs = docs.to_dense() if isinstance(docs, SparseBatch) else docs  # once, not per chunk
+    n_docs = docs.shape[0]
     k = min(k, n_docs)
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, chunk):
@@ -61,6 +62,7 @@ def two_stage(
     chunk: int = 512,
 ) -> np.ndarray:
     n = queries_full.shape[0]
+    docs_small = docs_small.to_dense() if isinstance(docs_small, SparseBatch) else docs_small
     out = []
     for start in range(0, n, chunk):
         sl = top_k(queries_small[start : start + chunk], docs_small, shortlist)

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from mrl_compress.training import losses
 from mrl_compress.training.models import DenseNested, SparseTopK
-from mrl_compress.training.trainer import Progress, Sampler, device, train_dense
+from mrl_compress.training.trainer import Progress, Sampler, device, query_like, train_dense
 
 Pairs = tuple[torch.Tensor, torch.Tensor] | None
 
@@ -31,6 +31,10 @@ class TrainSettings:
     tau: float = 0.05
     residual_hidden: int = 0
     rotate: bool = True  # ads: select dimensions of the PCA rotation instead of raw ones
+    mix: float = 0.5  # fraction of query-like (blended) anchors, see trainer.query_like
+    csr_anchors: int = 256
+    csr_candidates: int = 1536
+    csr_similarity: float = 1.0
     seed: int = 0
 
 
@@ -73,7 +77,8 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     done = 0
     for i, n in enumerate(per_stage):
         model.dims = tuple(sorted(dims[: i + 1]))
-        model = train_dense(model, x, n, lr=s.lr or 2e-3, tau=s.tau, pairs=pairs, seed=s.seed + i,
+        model = train_dense(model, x, n, lr=s.lr or 2e-3, tau=s.tau, mix=s.mix, pairs=pairs,
+                            seed=s.seed + i,
                             progress=_offset(progress, done, steps))
         done += n
     model.dims = tuple(s.dims)
@@ -149,7 +154,7 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     sampler = Sampler.build(x, seed=s.seed)
     silent = torch.zeros(hidden, device=dev)
     for step in range(steps):
-        a, c = sampler.draw(512, 2048, 1536)
+        a, c = sampler.draw(s.csr_anchors, s.csr_candidates // 2, s.csr_candidates // 2)
         a, c = a.to(dev), c.to(dev)
         xa = x[a]
         pre = model.pre_activation(xa)
@@ -160,17 +165,21 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         dead = silent >= 30
         if dead.any():
             residual = (xa - model.decode(h)).detach()
-            aux_pre = pre.masked_fill(~dead, -1e4)
-            aux = model.codes(aux_pre, min(512, int(dead.sum())))
+            aux = model.codes(pre.masked_fill(~dead, -1e4), min(512, int(dead.sum())))
             loss = loss + losses.reconstruction(residual, aux @ model.weight) / 32
+        # similarity preservation on the codes, from query-like anchors (see trainer.query_like)
+        qa, real = query_like(x, a, s.mix, sampler.generator)
+        ha = model.codes(model.pre_activation(qa), k)
         hc = model.codes(model.pre_activation(x[c]), k)
-        teacher = (xa @ x[c].t()).masked_fill(a[:, None] == c[None, :], -1e4)
-        student = (F.normalize(h, dim=-1) @ F.normalize(hc, dim=-1).t()).masked_fill(
-            a[:, None] == c[None, :], -1e4)
-        loss = loss + losses.similarity_preservation(teacher, student, s.tau,
-                                                     s.tau * torch.exp(log_scale))
+        self_match = (a[:, None] == c[None, :]) & real[:, None]
+        teacher = (qa @ x[c].t()).masked_fill(self_match, -1e4)
+        student = (F.normalize(ha, dim=-1) @ F.normalize(hc, dim=-1).t()).masked_fill(
+            self_match, -1e4)
+        loss = loss + s.csr_similarity * losses.similarity_preservation(
+            teacher, student, s.tau, s.tau * torch.exp(log_scale))
         if pairs is not None:
-            q, d = pairs[0][: 256].to(dev), pairs[1][: 256].to(dev)
+            idx = torch.randint(0, len(pairs[0]), (min(256, len(pairs[0])),), generator=g)
+            q, d = pairs[0][idx].to(dev), pairs[1][idx].to(dev)
             hq = F.normalize(model.codes(model.pre_activation(q), k), dim=-1)
             hd = F.normalize(model.codes(model.pre_activation(d), k), dim=-1)
             loss = loss + 0.1 * losses.ranking(hq, hd)

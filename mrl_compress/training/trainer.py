@@ -74,16 +74,32 @@ class Sampler:
         return members[pos], torch.cat([members, rand])
 
 
-def dense_step_loss(model: DenseNested, x: torch.Tensor, anchors: torch.Tensor,
-                    candidates: torch.Tensor, log_scales: torch.Tensor,
+def query_like(x: torch.Tensor, anchors: torch.Tensor, mix: float,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchor vectors, a fraction ``mix`` of them blended with a random point.
+
+    Queries sit farther from their nearest documents than documents sit from each other
+    (wordnet-gloss: top-1 cosine 0.60 vs 0.74), so their neighbourhoods are flatter. Blending
+    an anchor with a random point (cosine ≈ 0.8 to the original) gives such anchors without
+    any query log. Returns (vectors, is_real) — a blended anchor is no candidate's duplicate.
+    """
+    xa = x[anchors]
+    blend = torch.rand(len(anchors), generator=generator) < mix
+    if blend.any():
+        partner = x[torch.randint(0, len(x), (int(blend.sum()),), generator=generator)]
+        blended = F.normalize(xa[blend.to(x.device)] + 0.75 * partner, dim=-1)
+        xa = xa.clone()
+        xa[blend.to(x.device)] = blended
+    return xa, ~blend.to(x.device)
+
+
+def dense_step_loss(model: DenseNested, xa: torch.Tensor, xc: torch.Tensor,
+                    self_match: torch.Tensor, log_scales: torch.Tensor,
                     tau: float) -> torch.Tensor:
-    xa, xc = x[anchors], x[candidates]
-    teacher = xa @ xc.t()
     # an anchor is its own best candidate in every space: mask it out of the ranking
-    self_match = anchors.unsqueeze(1) == candidates.unsqueeze(0)
-    teacher = teacher.masked_fill(self_match, -1e4)
+    teacher = (xa @ xc.t()).masked_fill(self_match, -1e4)
     za, zc = model.project(xa), model.project(xc)
-    total = torch.zeros((), device=x.device)
+    total = torch.zeros((), device=xa.device)
     for i, d in enumerate(model.dims):
         sa, sc = F.normalize(za[:, :d], dim=-1), F.normalize(zc[:, :d], dim=-1)
         student = (sa @ sc.t()).masked_fill(self_match, -1e4)
@@ -102,6 +118,7 @@ def train_dense(
     random: int = 2048,
     lr: float = 1e-3,
     tau: float = 0.05,
+    mix: float = 0.5,
     pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
     pair_weight: float = 0.1,
     seed: int = 0,
@@ -120,7 +137,10 @@ def train_dense(
     pair_gen = torch.Generator().manual_seed(seed + 1)
     for step in range(steps):
         a, c = sampler.draw(anchors, hard, random)
-        loss = dense_step_loss(model, x, a.to(dev), c.to(dev), log_scales, tau)
+        a, c = a.to(dev), c.to(dev)
+        xa, real = query_like(x, a, mix, sampler.generator)
+        self_match = (a[:, None] == c[None, :]) & real[:, None]
+        loss = dense_step_loss(model, xa, x[c], self_match, log_scales, tau)
         if pairs is not None:
             idx = torch.randint(0, len(pairs[0]), (min(256, len(pairs[0])),), generator=pair_gen)
             q, d = pairs[0][idx].to(dev), pairs[1][idx].to(dev)

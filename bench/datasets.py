@@ -1,0 +1,57 @@
+"""Loaders for ../shared/data (see its README): vectors, ids and qrels of each task."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrl_compress.evaluation import read_qrels
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@dataclass
+class Retrieval:
+    name: str
+    corpus: np.ndarray
+    queries: np.ndarray
+    corpus_ids: list[str]
+    query_ids: list[str]
+    qrels: dict[str, dict[str, float]]
+
+
+def _ids(path: Path) -> list[str]:
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line)["_id"] for line in f]
+
+
+def _f32(path: Path) -> np.ndarray:
+    return np.asarray(np.load(path), dtype=np.float32)
+
+
+def wordnet(n_queries: int = 5000, seed: int = 0) -> Retrieval:
+    root = DATA / "wordnet-gloss"
+    queries = _f32(root / "queries.dev.minilm.f16.npy")
+    qids = _ids(root / "queries.dev.jsonl.gz")
+    pick = np.sort(np.random.default_rng(seed).choice(len(queries), n_queries, replace=False))
+    return Retrieval("wordnet-gloss", _f32(root / "corpus.minilm.f16.npy"), queries[pick],
+                     _ids(root / "corpus.jsonl.gz"), [qids[i] for i in pick],
+                     read_qrels(root / "qrels.dev.tsv"))
+
+
+def beir(name: str, model: str = "minilm", split: str = "test") -> Retrieval:
+    root = DATA / "beir" / name
+    return Retrieval(f"{name}/{model}", _f32(root / f"corpus.{model}.f16.npy"),
+                     _f32(root / f"queries.{model}.f16.npy"), _ids(root / "corpus.jsonl.gz"),
+                     _ids(root / "queries.jsonl.gz"), read_qrels(root / "qrels" / f"{split}.tsv"))
+
+
+def stsb(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    root = DATA / "stsb"
+    with gzip.open(root / f"{split}.jsonl.gz", "rt") as f:
+        gold = np.array([json.loads(line)["score"] for line in f], dtype=np.float64)
+    return _f32(root / f"{split}.s1.minilm.f16.npy"), _f32(root / f"{split}.s2.minilm.f16.npy"), gold

@@ -1,0 +1,295 @@
+"""The main job, end to end on one machine: what ``scripts/demo`` runs.
+
+1. Build a Qdrant Edge collection in langchain-qdrant's layout from real stored vectors
+   (WordNet glosses when ``../shared/data`` has them, else SciFact, else random clustered
+   vectors that any machine can make) — the state a team is in before this tool.
+2. Fit compressors from a sample read back out of the store: PCA and the learned
+   ``adaptor`` (the better of the two is served) and sparse ``csr``.
+3. Migrate: write their outputs beside every stored vector (``adapters/migration.py``).
+4. Answer the queries through :class:`MatryoshkaRetriever` and print one table: nDCG@10 kept
+   against the full vectors, stage-1 bytes per point, latency single-stage full vs two-stage.
+
+Lives in ``bench/``, not in the package: it reads ``../shared/data``, opens a store and
+imports the LangChain adapter, none of which the core package may depend on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+COLLECTION = "docs"
+
+
+@dataclass
+class Task:
+    """Documents to store, queries to ask, and what is relevant to each query."""
+
+    name: str
+    doc_ids: list[str]
+    texts: list[str]
+    vectors: np.ndarray
+    query_ids: list[str]
+    query_texts: list[str]
+    queries: np.ndarray
+    qrels: dict[str, dict[str, float]]
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    with gzip.open(path, "rt") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def qrels_tsv(path: Path) -> dict[str, dict[str, float]]:
+    qrels: dict[str, dict[str, float]] = {}
+    for line in path.read_text().splitlines()[1:]:
+        qid, did, score = line.split("\t")
+        qrels.setdefault(qid, {})[did] = float(score)
+    return qrels
+
+
+def wordnet(root: Path, n_docs: int, n_queries: int, seed: int) -> Task:
+    """WordNet glosses: ``n_queries`` dev queries, their relevant synsets, random others."""
+    rng = np.random.default_rng(seed)
+    qrels = qrels_tsv(root / "qrels.dev.tsv")
+    queries = jsonl(root / "queries.dev.jsonl.gz")
+    chosen = np.sort(rng.choice(len(queries), n_queries, replace=False))
+    docs = jsonl(root / "corpus.jsonl.gz")
+    row = {d["_id"]: i for i, d in enumerate(docs)}
+    needed = {row[did] for i in chosen for did in qrels[queries[i]["_id"]]}
+    others = rng.permutation(len(docs))
+    extra = [i for i in others[: n_docs + len(needed)] if i not in needed]
+    rows = np.sort(np.array(sorted(needed) + extra[: max(0, n_docs - len(needed))]))
+    vectors = np.load(root / "corpus.minilm.f16.npy", mmap_mode="r")
+    query_vectors = np.load(root / "queries.dev.minilm.f16.npy", mmap_mode="r")
+    return Task(
+        name=f"wordnet-gloss ({len(rows):,} of {len(docs):,} synsets, MiniLM 384-d)",
+        doc_ids=[docs[i]["_id"] for i in rows],
+        texts=[f"{docs[i]['title']}: {docs[i]['text']}" for i in rows],
+        vectors=unit(vectors[rows]),
+        query_ids=[queries[i]["_id"] for i in chosen],
+        query_texts=[queries[i]["text"] for i in chosen],
+        queries=unit(query_vectors[chosen]),
+        qrels=qrels,
+    )
+
+
+def scifact(root: Path, n_queries: int) -> Task:
+    """BEIR SciFact: every abstract, the test claims that have judgements."""
+    docs = jsonl(root / "corpus.jsonl.gz")
+    queries = jsonl(root / "queries.jsonl.gz")
+    qrels = qrels_tsv(root / "qrels" / "test.tsv")
+    judged = [i for i, q in enumerate(queries) if q["_id"] in qrels][:n_queries]
+    query_vectors = np.load(root / "queries.minilm.f16.npy")
+    return Task(
+        name=f"BEIR SciFact ({len(docs):,} abstracts, {len(judged)} test claims, MiniLM 384-d)",
+        doc_ids=[d["_id"] for d in docs],
+        texts=[f"{d['title']}\n{d['text']}" for d in docs],
+        vectors=unit(np.load(root / "corpus.minilm.f16.npy")),
+        query_ids=[queries[i]["_id"] for i in judged],
+        query_texts=[queries[i]["text"] for i in judged],
+        queries=unit(query_vectors[judged]),
+        qrels=qrels,
+    )
+
+
+def clustered(n_docs: int, n_queries: int, seed: int, dim: int = 384) -> Task:
+    """Random clustered vectors (no real data here): relevant = the full-vector top 10."""
+    rng = np.random.default_rng(seed)
+    # A few strong directions shared by every cluster, so the vectors have the low-rank
+    # structure real embeddings have (and a compressor has something to learn).
+    basis = rng.normal(size=(48, dim)) * np.linspace(3, 0.3, 48)[:, None]
+    centres = unit(rng.normal(size=(200, 48)) @ basis + 0.3 * rng.normal(size=(200, dim)))
+    docs = unit(centres[rng.integers(0, 200, n_docs)] + 0.05 * rng.normal(size=(n_docs, dim)))
+    queries = unit(
+        centres[rng.integers(0, 200, n_queries)] + 0.05 * rng.normal(size=(n_queries, dim))
+    )
+    doc_ids = [f"d{i}" for i in range(n_docs)]
+    top = np.argsort(-(queries @ docs.T), axis=1)[:, :10]
+    query_ids = [f"q{i}" for i in range(n_queries)]
+    qrels = {q: {doc_ids[j]: 1.0 for j in row} for q, row in zip(query_ids, top, strict=True)}
+    return Task(
+        name=f"random clustered vectors ({n_docs:,} × {dim}; relevant = full-vector top 10)",
+        doc_ids=doc_ids,
+        texts=[f"synthetic document {i}" for i in range(n_docs)],
+        vectors=docs,
+        query_ids=query_ids,
+        query_texts=[f"synthetic query {i}" for i in range(n_queries)],
+        queries=queries,
+        qrels=qrels,
+    )
+
+
+def lookup_embeddings(task: Task) -> Any:
+    """The application's LangChain ``Embeddings``: here the stored MiniLM query vectors stand
+    in for the model (it is not installed), looked up by the query text."""
+    from langchain_core.embeddings import Embeddings
+
+    table = dict(zip(task.query_texts, task.queries, strict=True))
+    table.update(zip(task.texts, task.vectors, strict=True))
+
+    class LookupEmbeddings(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [table[t].tolist() for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return list(table[text].tolist())
+
+    return LookupEmbeddings()
+
+
+def ndcg10(ranked: list[list[str]], task: Task) -> float:
+    from mrl_compress.metrics import ndcg_at_k
+
+    return ndcg_at_k(ranked, task.query_ids, task.qrels, k=10)
+
+
+def timed(answer: Callable[[str], list[str]], task: Task) -> tuple[list[list[str]], float]:
+    """Each query answered one at a time; returns the rankings and the median ms/query."""
+    ranked, seconds = [], []
+    for text in task.query_texts:
+        start = time.perf_counter()
+        ranked.append(answer(text))
+        seconds.append(time.perf_counter() - start)
+    return ranked, 1000 * statistics.median(seconds)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=30000, help="documents to store")
+    parser.add_argument("--queries", type=int, default=1000, help="queries to answer")
+    parser.add_argument("--steps", type=int, default=100, help="training steps (adaptor, csr)")
+    parser.add_argument("--oversample", type=int, default=10, help="stage-1 candidates ÷ k")
+    parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo", help="work folder")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import mrl_compress
+    from mrl_compress.adapters import VectorField, connect, migration
+    from mrl_compress.adapters.langchain import MatryoshkaRetriever
+
+    began = time.perf_counter()
+    if (args.data / "wordnet-gloss" / "corpus.minilm.f16.npy").is_file():
+        task = wordnet(args.data / "wordnet-gloss", args.docs, args.queries, args.seed)
+    elif (args.data / "beir" / "scifact" / "corpus.minilm.f16.npy").is_file():
+        task = scifact(args.data / "beir" / "scifact", args.queries)
+    else:
+        task = clustered(min(args.docs, 20000), args.queries, args.seed)
+    say(f"data: {task.name}; {len(task.query_ids):,} queries")
+
+    # 1. the collection a LangChain application would have made (langchain-qdrant layout)
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    args.out.mkdir(parents=True)
+    uri = f"edge:{args.out / 'edge'}"
+    store = connect(uri)
+    started = time.perf_counter()
+    store.create_collection(COLLECTION, [VectorField("", "dense", 384, "cosine")])
+    payloads = [
+        {"page_content": text, "metadata": {"doc_id": did}}
+        for did, text in zip(task.doc_ids, task.texts, strict=True)
+    ]
+    store.upsert(COLLECTION, list(range(len(task.doc_ids))), {"": task.vectors}, payloads)
+    say(f"stored {len(task.doc_ids):,} points in Qdrant Edge ({uri}) "
+        f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+
+    # 2. fit from a sample read back out of the store
+    sample = store.sample(COLLECTION, None, n=min(20000, len(task.doc_ids)), seed=args.seed)
+    fits = {}
+    for method, settings in (
+        ("pca", {"dims": (64, 128)}),
+        ("adaptor", {"dims": (64, 128), "steps": args.steps}),
+        ("csr", {"k": (32,), "hidden": 1536, "steps": args.steps}),
+    ):
+        started = time.perf_counter()
+        fits[method] = mrl_compress.fit(sample, method, eval_docs=5000, seed=args.seed,
+                                        **settings)  # fmt: skip
+        kept = {r.name: r.two_stage for r in fits[method].retention if r.kind == "ours"}
+        say(f"fit {method:<8} {time.perf_counter() - started:5.1f} s   neighbour recall "
+            "kept two-stage: " + ", ".join(f"{n} {v:.3f}" for n, v in kept.items()))  # fmt: skip
+
+    def recall_64(method: str) -> float:
+        return next(r.recall for r in fits[method].retention if r.name == "mrl_64")
+
+    dense = max(("pca", "adaptor"), key=recall_64)
+    say(f"best dense method on these vectors: {dense} (single-stage neighbour recall of "
+        f"mrl_64: pca {recall_64('pca'):.3f}, adaptor {recall_64('adaptor'):.3f})")  # fmt: skip
+
+    # 3. migrate: write the outputs beside every stored vector, in place
+    for method in (dense, "csr"):
+        path = fits[method].compressor.save(args.out / f"{method}.mrlc")
+        started = time.perf_counter()
+        plan = migration.plan(uri, COLLECTION, path, store=store,
+                              checkpoint=args.out / f"{method}.checkpoint.json")  # fmt: skip
+        report = migration.run(plan, store=store)
+        report.raise_if_failed()
+        say(f"migrated {method}: {', '.join(o.name for o in plan.outputs)} on "
+            f"{plan.points:,} points in {time.perf_counter() - started:.1f} s")  # fmt: skip
+
+    # 4. answer the queries: full single stage vs two stage through the retriever
+    embeddings = lookup_embeddings(task)
+    store.optimize(COLLECTION)  # index now, not inside the first timed query
+
+    def full(text: str) -> list[str]:
+        query = np.asarray([embeddings.embed_query(text)], dtype=np.float32)
+        hits = store.search(COLLECTION, "", query, 10)[0]
+        return [h.payload["metadata"]["doc_id"] for h in hits]
+
+    rows = []
+    ranked, ms = timed(full, task)
+    reference = ndcg10(ranked, task)
+    rows.append(("full 384-d float32, single stage", 1536.0, reference, ms))
+    for method, stage1 in ((dense, "mrl_64"), (dense, "mrl_128"), ("csr", "csr_32")):
+        compressor = fits[method].compressor
+        retriever = MatryoshkaRetriever(
+            store=store, collection=COLLECTION, embeddings=embeddings, compressor=compressor,
+            k=10, stage1=stage1, oversample=args.oversample,
+        )  # fmt: skip
+
+        def two_stage(text: str, retriever: MatryoshkaRetriever = retriever) -> list[str]:
+            return [d.metadata["doc_id"] for d in retriever.invoke(text)]
+
+        ranked, ms = timed(two_stage, task)
+        label = f"{method} {stage1} → rerank {10 * args.oversample} on full"
+        rows.append((label, compressor.output(stage1).bytes_per_vector(), ndcg10(ranked, task), ms))
+
+    say("")
+    say(f"| {'search':<42} | stage-1 bytes/point | nDCG@10 | kept   | median ms/query |")
+    say(f"|{'-' * 44}|--------------------:|--------:|-------:|----------------:|")
+    for label, nbytes, score, ms in rows:
+        kept = score / reference if reference else float("nan")
+        say(f"| {label:<42} | {nbytes:19,.0f} | {score:7.4f} | {kept:6.1%} | {ms:15.2f} |")
+    say("")
+    say(f"kept = nDCG@10 / the full vectors' nDCG@10 on the same queries; two-stage latency "
+        f"is a whole retriever.invoke (embedding lookup, {compressor.provider} encode, Edge "
+        f"prefetch + rerank, Documents); full is embed + one Edge search. "
+        f"Total {time.perf_counter() - began:.0f} s.")  # fmt: skip
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

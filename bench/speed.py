@@ -1,0 +1,114 @@
+"""Fit time and encode throughput, measured in one run on this machine.
+
+    python bench/speed.py fit --methods ads,adaptor,csr --rows 100000
+    python bench/speed.py encode --methods adaptor,csr --batches 1,64,4096
+
+fit: wall time of ``mrl_compress.fit`` on the first N wordnet-gloss vectors (training +
+ONNX export + retention measurement), and the training part alone.
+encode: rows/s of the same model three ways in one process, interleaved: the ONNX graph
+(onnxruntime, CPU provider), torch eager (no grad), and the roofline — a bare numpy matmul
+of the model's main shape (n × input_dim) @ (input_dim × width). Ratios are computed within
+the run; the machine is noisy, absolute numbers are not comparable across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import datasets  # noqa: E402
+
+import mrl_compress  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def corpus(rows: int) -> np.ndarray:
+    x = np.load(datasets.DATA / "wordnet-gloss" / "corpus.minilm.f16.npy", mmap_mode="r")
+    return np.asarray(x[:rows], dtype=np.float32)
+
+
+def bench_fit(methods: list[str], rows: int) -> list[dict]:
+    x = corpus(rows)
+    out = []
+    for method in methods:
+        marks: list[float] = []
+        started = time.perf_counter()
+        result = mrl_compress.fit(x, method, dims=(64, 128, 256), k=(32,),
+                                  progress=lambda s, t, _l: marks.append(time.perf_counter())
+                                  if s == t else None)
+        total = time.perf_counter() - started
+        train = (marks[-1] - started) if marks else total
+        out.append({"method": method, "rows": rows, "fit_seconds": round(total, 1),
+                    "train_seconds": round(train, 1),
+                    "device": result.compressor.manifest.settings.get("device")})
+        print(out[-1], flush=True)
+    return out
+
+
+def rate(fn, x: np.ndarray, seconds: float = 1.5) -> float:
+    fn(x)  # warm up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn(x)
+        n += 1
+    return n * len(x) / (time.perf_counter() - t0)
+
+
+def bench_encode(methods: list[str], batches: list[int]) -> list[dict]:
+    import torch
+
+    x_all = corpus(20000)
+    out = []
+    for method in methods:
+        result = mrl_compress.fit(x_all, method, dims=(64, 128, 256), k=(32,), steps=20,
+                                  holdout=200, eval_docs=2000)
+        comp, model = result.compressor, result.model
+        runtime = comp.runtime
+        width = (comp.weights["weight"].shape[0] if method == "csr"
+                 else comp.weights.get("rotation", np.eye(comp.input_dim)).shape[1])
+        w = np.random.default_rng(0).normal(size=(comp.input_dim, width)).astype(np.float32)
+        for b in batches:
+            x = x_all[:b]
+            with torch.no_grad():
+                t_in = torch.from_numpy(x)
+                r_torch = rate(lambda _x: model(t_in), x)
+            r_onnx = rate(runtime.run, x)
+            r_numpy = rate(lambda v: v @ w, x)
+            row = {"method": method, "batch": b, "provider": comp.provider,
+                   "onnx_rows_s": round(r_onnx), "torch_rows_s": round(r_torch),
+                   "matmul_rows_s": round(r_numpy),
+                   "onnx_vs_torch": round(r_onnx / r_torch, 2),
+                   "onnx_vs_matmul": round(r_onnx / r_numpy, 2)}
+            out.append(row)
+            print(row, flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("what", choices=["fit", "encode"])
+    p.add_argument("--methods", default="ads,adaptor,csr")
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--batches", default="1,64,4096")
+    args = p.parse_args()
+    methods = args.methods.split(",")
+    rows = (bench_fit(methods, args.rows) if args.what == "fit"
+            else bench_encode(methods, [int(b) for b in args.batches.split(",")]))
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / "speed.jsonl", "a") as f:
+        f.write(json.dumps({"command": "python bench/" + " ".join(sys.argv),
+                            "machine": f"{platform.machine()} cpus={os.cpu_count()}",
+                            "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

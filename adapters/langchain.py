@@ -178,6 +178,8 @@ class MatryoshkaRetriever(BaseRetriever):
         text = payload.pop(layout.text_key, "")
         if layout.metadata_key is not None:
             metadata = dict(payload.get(layout.metadata_key) or {})
+        elif layout.langchain == "milvus":
+            metadata = {"pk": hit.id, **payload}  # langchain-milvus returns its primary key
         else:
             metadata = payload
         if layout.langchain == "qdrant":

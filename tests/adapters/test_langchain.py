@@ -230,11 +230,8 @@ def test_langchain_milvus_collection(compressor: mrl_compress.Compressor, tmp_pa
         theirs = vectorstore.similarity_search(query, k=5)
         for doc in ours:
             doc.metadata.pop(METADATA_KEY)
-            doc.metadata.pop("pk", None)
         assert [d.page_content for d in ours] == [d.page_content for d in theirs]
-        assert [d.metadata for d in ours] == [
-            {k: v for k, v in d.metadata.items() if k != "pk"} for d in theirs
-        ]
+        assert [d.metadata for d in ours] == [d.metadata for d in theirs]
     store.close()
 
 

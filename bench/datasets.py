@@ -54,4 +54,5 @@ def stsb(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     root = DATA / "stsb"
     with gzip.open(root / f"{split}.jsonl.gz", "rt") as f:
         gold = np.array([json.loads(line)["score"] for line in f], dtype=np.float64)
-    return _f32(root / f"{split}.s1.minilm.f16.npy"), _f32(root / f"{split}.s2.minilm.f16.npy"), gold
+    a, b = (_f32(root / f"{split}.{side}.minilm.f16.npy") for side in ("s1", "s2"))
+    return a, b, gold

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -52,8 +53,8 @@ def main() -> None:
     dims = [int(d) for d in args.dims.split(",")]
     ks = [int(k) for k in args.k.split(",")]
     RESULTS.mkdir(exist_ok=True)
-    record = {"command": "python bench/" + " ".join(sys.argv), "machine":
-              f"{platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()}",
+    record = {"command": "python bench/" + " ".join(sys.argv),
+              "machine": f"{platform.machine()} cpus={os.cpu_count()}",
               "date": time.strftime("%Y-%m-%d")}
     if args.task == "stsb":
         train_a, train_b, _ = datasets.stsb("train")

@@ -41,10 +41,13 @@ def bench_fit(methods: list[str], rows: int) -> list[dict]:
     out = []
     for method in methods:
         marks: list[float] = []
+
+        def done(step: int, total: int, _loss: float, marks: list[float] = marks) -> None:
+            if step == total:
+                marks.append(time.perf_counter())
+
         started = time.perf_counter()
-        result = mrl_compress.fit(x, method, dims=(64, 128, 256), k=(32,),
-                                  progress=lambda s, t, _l: marks.append(time.perf_counter())
-                                  if s == t else None)
+        result = mrl_compress.fit(x, method, dims=(64, 128, 256), k=(32,), progress=done)
         total = time.perf_counter() - started
         train = (marks[-1] - started) if marks else total
         out.append({"method": method, "rows": rows, "fit_seconds": round(total, 1),
@@ -76,13 +79,18 @@ def bench_encode(methods: list[str], batches: list[int]) -> list[dict]:
         width = (comp.weights["weight"].shape[0] if method == "csr"
                  else comp.weights.get("rotation", np.eye(comp.input_dim)).shape[1])
         w = np.random.default_rng(0).normal(size=(comp.input_dim, width)).astype(np.float32)
+        def eager(v: np.ndarray, model=model) -> object:
+            with torch.no_grad():
+                return model(torch.from_numpy(v))
+
+        def matmul(v: np.ndarray, w: np.ndarray = w) -> np.ndarray:
+            return v @ w
+
         for b in batches:
             x = x_all[:b]
-            with torch.no_grad():
-                t_in = torch.from_numpy(x)
-                r_torch = rate(lambda _x: model(t_in), x)
+            r_torch = rate(eager, x)
             r_onnx = rate(runtime.run, x)
-            r_numpy = rate(lambda v: v @ w, x)
+            r_numpy = rate(matmul, x)
             row = {"method": method, "batch": b, "provider": comp.provider,
                    "onnx_rows_s": round(r_onnx), "torch_rows_s": round(r_torch),
                    "matmul_rows_s": round(r_numpy),

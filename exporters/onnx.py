@@ -40,7 +40,7 @@ def export(model: object, input_dim: int, outputs: Sequence[Output]) -> bytes:
         torch.onnx.export(
             model,  # type: ignore[arg-type]
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # file-like objects are accepted
             input_names=["vectors"],
             output_names=names,
             dynamic_axes={"vectors": {0: "n"}, **{n: {0: "n"} for n in names}},

@@ -117,6 +117,8 @@ def fit(
     target: Annotated[float | None, typer.Option(help="Keep the smallest output whose "
                                                  "neighbour recall@10 meets this.")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (method default).")] = None,
+    rotate: Annotated[bool, typer.Option(help="ads: select dimensions of the PCA rotation "
+                                         "instead of the raw ones.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for sampling and training.")] = 0,
     drop_invalid: Annotated[bool, typer.Option(help="Skip NaN/inf/zero rows (counted).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
@@ -135,7 +137,8 @@ def fit(
     with progress_bar(f"fit {method}") as update:
         result = fit_vectors(vectors, method, dims=_ints(dims, "--dims"), k=_ints(k, "--k"),
                              hidden=hidden, pairs=pair_arrays, target=target, steps=steps,
-                             seed=seed, drop_invalid=drop_invalid, progress=update)
+                             rotate=rotate, seed=seed, drop_invalid=drop_invalid,
+                             progress=update)
     if result.dropped:
         err.print(f"dropped {result.dropped} invalid row(s) (NaN/inf or all-zero)")
     console.print(retention_table(result.retention, f"{method}: retention on held-out vectors"))

@@ -100,11 +100,11 @@ class Compressor:
 
 
 def _concat(parts: list[np.ndarray | SparseBatch]) -> np.ndarray | SparseBatch:
-    if isinstance(parts[0], SparseBatch):
-        sparse = [p for p in parts if isinstance(p, SparseBatch)]
+    sparse = [p for p in parts if isinstance(p, SparseBatch)]
+    if sparse:
         return SparseBatch(np.concatenate([p.indices for p in sparse]),
                            np.concatenate([p.values for p in sparse]), sparse[0].dim)
-    return np.concatenate(parts)
+    return np.concatenate([p for p in parts if isinstance(p, np.ndarray)])
 
 
 def load(path: str | Path, runtime: str = "auto", device: str = "auto") -> Compressor:

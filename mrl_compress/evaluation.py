@@ -40,7 +40,8 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     qrels: dict[str, dict[str, float]] = {}
     p = Path(path)
     if not p.is_file():
-        raise InvalidInput(f"qrels '{path}' does not exist (expected a TSV: query-id corpus-id score)")
+        raise InvalidInput(
+            f"qrels '{path}' does not exist (expected a TSV: query-id corpus-id score)")
     for n, line in enumerate(p.read_text().splitlines()):
         parts = line.split("\t")
         if not line.strip() or (n == 0 and parts[-1].strip() == "score"):
@@ -60,7 +61,8 @@ def read_ids(path: str | Path | None, n: int, what: str) -> list[str]:
         return [str(i) for i in range(n)]
     ids = [s for s in Path(path).read_text().splitlines() if s.strip()]
     if len(ids) != n:
-        raise InvalidInput(f"{path}: expected {n} {what} ids (one per vector row), found {len(ids)}")
+        raise InvalidInput(
+            f"{path}: expected {n} {what} ids (one per vector row), found {len(ids)}")
     return ids
 
 

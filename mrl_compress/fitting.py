@@ -68,7 +68,7 @@ def fit(
     eval_docs: int = 20000,
     steps: int | None = None,
     residual_hidden: int = 0,
-    rotate: bool = True,
+    rotate: bool = False,
     seed: int = 0,
     drop_invalid: bool = False,
     progress: Progress | None = None,

@@ -99,7 +99,8 @@ def reference_rows(outputs: Sequence[Output], queries: np.ndarray, docs: np.ndar
     return rows
 
 
-def choose(rows: Sequence[Row], outputs: Sequence[Output], target: float) -> tuple[Output | None, str]:
+def choose(rows: Sequence[Row], outputs: Sequence[Output],
+           target: float) -> tuple[Output | None, str]:
     """The smallest output whose single-stage recall meets ``target``, and why."""
     ours = {r.name: r for r in rows if r.kind == "ours"}
     ranked = sorted(outputs, key=lambda o: o.bytes_per_vector())

@@ -57,7 +57,8 @@ def open_npy(path: Path) -> np.ndarray:
     except (ValueError, OSError) as e:
         raise InvalidInput(f"{path}: not a readable .npy array of vectors ({e})") from None
     if arr.ndim != 2:
-        raise InvalidInput(f"{path}: expected a 2-d array (rows = vectors), found shape {arr.shape}")
+        raise InvalidInput(
+            f"{path}: expected a 2-d array (rows = vectors), found shape {arr.shape}")
     return arr
 
 

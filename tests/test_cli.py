@@ -143,7 +143,8 @@ def test_k_larger_than_hidden(capsys, scifact: np.ndarray, tmp_path: Path) -> No
 def test_too_few_rows(capsys, scifact: np.ndarray, tmp_path: Path) -> None:
     code, err = bad_fit(capsys, tmp_path, scifact[:100], "--method", "pca", "--dims", "8")
     assert code == 2
-    assert err == "error: source vectors: need at least 276 valid rows to fit and measure, found 100"
+    assert err == ("error: source vectors: need at least 276 valid rows to fit and measure, "
+                   "found 100")
 
 
 def test_not_a_matrix(capsys, tmp_path: Path) -> None:

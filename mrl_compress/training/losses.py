@@ -15,7 +15,8 @@ from torch.nn import functional as F
 
 
 def similarity_preservation(
-    teacher: torch.Tensor, student: torch.Tensor, tau_teacher: float, tau_student: float
+    teacher: torch.Tensor, student: torch.Tensor, tau_teacher: float,
+    tau_student: float | torch.Tensor,
 ) -> torch.Tensor:
     """KL(softmax(teacher/τt) ‖ softmax(student/τs)) averaged over anchors (rows)."""
     target = F.softmax(teacher / tau_teacher, dim=-1)

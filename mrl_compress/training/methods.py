@@ -16,7 +16,14 @@ from torch.nn import functional as F
 
 from mrl_compress.training import losses
 from mrl_compress.training.models import DenseNested, SparseTopK
-from mrl_compress.training.trainer import Progress, Sampler, device, query_like, train_dense
+from mrl_compress.training.trainer import (
+    Progress,
+    Sampler,
+    cosine_decay,
+    device,
+    query_like,
+    train_dense,
+)
 
 Pairs = tuple[torch.Tensor, torch.Tensor] | None
 
@@ -30,7 +37,7 @@ class TrainSettings:
     lr: float | None = None
     tau: float = 0.05
     residual_hidden: int = 0
-    rotate: bool = True  # ads: select dimensions of the PCA rotation instead of raw ones
+    rotate: bool = False  # ads: select dimensions of the PCA rotation instead of raw ones
     mix: float = 0.5  # fraction of query-like (blended) anchors, see trainer.query_like
     csr_anchors: int = 256
     csr_candidates: int = 1536
@@ -150,7 +157,7 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     log_scale = torch.zeros(1, device=dev, requires_grad=True)
     opt = torch.optim.Adam([*model.parameters(), log_scale], lr=s.lr or 1e-3)
     steps = s.steps or 800
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: cosine_decay(t, steps))
     sampler = Sampler.build(x, seed=s.seed)
     silent = torch.zeros(hidden, device=dev)
     for step in range(steps):
@@ -160,7 +167,8 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         pre = model.pre_activation(xa)
         h = model.codes(pre, k)
         loss = losses.reconstruction(xa, model.decode(h))
-        loss = loss + losses.reconstruction(xa, model.decode(model.codes(pre, min(4 * k, hidden)))) / 8
+        h4 = model.codes(pre, min(4 * k, hidden))
+        loss = loss + losses.reconstruction(xa, model.decode(h4)) / 8
         silent = torch.where((h > 0).any(0), torch.zeros_like(silent), silent + 1)
         dead = silent >= 30
         if dead.any():

@@ -17,6 +17,9 @@ from torch.nn import functional as F
 
 
 class DenseNested(nn.Module):
+    mean: torch.Tensor
+    index: torch.Tensor | None
+
     def __init__(
         self,
         mean: torch.Tensor,
@@ -34,12 +37,11 @@ class DenseNested(nn.Module):
         self.residual: nn.Sequential | None = None
         if residual_hidden:
             inner = rotation.shape[1] if rotation is not None else mean.shape[0]
-            self.residual = nn.Sequential(
-                nn.Linear(inner, residual_hidden), nn.GELU(), nn.Linear(residual_hidden, width)
-            )
+            last = nn.Linear(residual_hidden, width)
             # start as the identity map: the residual branch adds nothing until trained
-            nn.init.zeros_(self.residual[2].weight)
-            nn.init.zeros_(self.residual[2].bias)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.residual = nn.Sequential(nn.Linear(inner, residual_hidden), nn.GELU(), last)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The un-normalised nested coordinates (n, max(dims))."""

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from mrl_compress.training import losses
-from mrl_compress.training.models import DenseNested, SparseTopK
+from mrl_compress.training.models import DenseNested
 
 Progress = Callable[[int, int, float], None]
 """Called as progress(step, total_steps, loss)."""
@@ -24,6 +24,11 @@ Progress = Callable[[int, int, float], None]
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cosine_decay(step: int, steps: int) -> float:
+    """Learning-rate factor: 1 → 0 along half a cosine."""
+    return 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
 
 
 def kmeans(x: torch.Tensor, clusters: int, iters: int = 8, seed: int = 0) -> torch.Tensor:
@@ -133,7 +138,7 @@ def train_dense(
     log_scales = torch.zeros(len(model.dims), device=dev, requires_grad=True)
     params = [p for p in model.parameters() if p.requires_grad] + [log_scales]
     opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_decay(s, steps))
     pair_gen = torch.Generator().manual_seed(seed + 1)
     for step in range(steps):
         a, c = sampler.draw(anchors, hard, random)

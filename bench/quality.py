@@ -49,7 +49,10 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=100_000)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
+                   help="a training setting, e.g. --option sequential=false --option mix=0.5")
     args = p.parse_args()
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     dims = [int(d) for d in args.dims.split(",")]
     ks = [int(k) for k in args.k.split(",")]
     RESULTS.mkdir(exist_ok=True)
@@ -68,7 +71,7 @@ def main() -> None:
     for method in args.methods.split(","):
         started = time.perf_counter()
         result = mrl_compress.fit(fit_on, method, dims=dims, k=ks, steps=args.steps,
-                                  seed=args.seed)
+                                  seed=args.seed, **options)
         seconds = time.perf_counter() - started
         if args.task == "stsb":
             rows = evaluation.sts(result.compressor, a, b, gold)
@@ -81,7 +84,7 @@ def main() -> None:
             print("  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in r.items()))
         with open(RESULTS / "quality.jsonl", "a") as f:
-            f.write(json.dumps({**record, "task": args.task, "method": method,
+            f.write(json.dumps({**record, "task": args.task, "method": method, "options": options,
                                 "fit_seconds": round(seconds, 1), "rows": rows}) + "\n")
 
 

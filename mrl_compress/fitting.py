@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -72,8 +72,13 @@ def fit(
     seed: int = 0,
     drop_invalid: bool = False,
     progress: Progress | None = None,
+    **options: object,
 ) -> FitResult:
-    """Learn ``method`` from ``vectors`` (n, D); see docs/cli.md for every setting."""
+    """Learn ``method`` from ``vectors`` (n, D); see docs/cli.md for every setting.
+
+    ``options`` are further training settings (fields of
+    ``mrl_compress.training.methods.TrainSettings``, e.g. ``tau``, ``mix``, ``sequential``).
+    """
     started = time.perf_counter()
     if method not in METHODS:
         raise InvalidInput(f"unknown method '{method}': expected one of {', '.join(METHODS)}")
@@ -93,8 +98,9 @@ def fit(
     train_idx, held_idx = split_holdout(len(x), holdout, seed)
     train = x[train_idx]
 
-    model, settings = _train(method, train, outputs, pairs, steps, hidden, residual_hidden,
-                             rotate, seed, progress)
+    model, settings = _train(method, train, outputs, pairs, progress, steps=steps,
+                             hidden=hidden, residual_hidden=residual_hidden, rotate=rotate,
+                             seed=seed, **options)
     from mrl_compress.exporters.onnx import export
     from mrl_compress.training.methods import weights_of
 
@@ -120,22 +126,26 @@ def fit(
 
 
 def _train(method: str, train: np.ndarray, outputs: list[Output],
-           pairs: tuple[np.ndarray, np.ndarray] | None, steps: int | None, hidden: int | None,
-           residual_hidden: int, rotate: bool, seed: int,
-           progress: Progress | None) -> tuple[object, dict[str, object]]:
+           pairs: tuple[np.ndarray, np.ndarray] | None, progress: Progress | None,
+           **options: object) -> tuple[object, dict[str, object]]:
     require("torch", "train")
     import torch
 
     from mrl_compress.training.methods import TRAINERS, TrainSettings
 
+    known = {f.name for f in fields(TrainSettings)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InvalidInput(f"unknown training setting(s) {', '.join(unknown)}; expected "
+                           f"some of {', '.join(sorted(known - {'dims', 'ks'}))}")
     settings = TrainSettings(
         dims=tuple(o.size for o in outputs if o.kind == "dense") or (64,),
         ks=tuple(o.nonzeros or 0 for o in outputs if o.kind == "sparse") or (32,),
-        hidden=hidden, steps=steps, residual_hidden=residual_hidden, rotate=rotate, seed=seed,
+        **options,  # type: ignore[arg-type]
     )
     if method != "csr":
         settings = replace(settings, hidden=None)
-    torch.manual_seed(seed)
+    torch.manual_seed(settings.seed)
     t_pairs = (torch.from_numpy(pairs[0]), torch.from_numpy(pairs[1])) if pairs else None
     model = TRAINERS[method](torch.from_numpy(train), settings, t_pairs, progress)
     record = {k: v for k, v in asdict(settings).items() if v is not None}

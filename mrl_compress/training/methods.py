@@ -39,15 +39,22 @@ class TrainSettings:
     residual_hidden: int = 0
     rotate: bool = False  # ads: select dimensions of the PCA rotation instead of raw ones
     mix: float = 0.5  # fraction of query-like (blended) anchors, see trainer.query_like
+    center: bool = False  # adaptor: start from the uncentred PCA basis (see pca_basis)
+    sequential: bool = True  # adaptor: largest prefix first, then add smaller ones (SMRL)
     csr_anchors: int = 256
     csr_candidates: int = 1536
     csr_similarity: float = 1.0
     seed: int = 0
 
 
-def pca_basis(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, eigenvectors sorted by decreasing variance as columns)."""
-    mean = x.mean(0)
+def pca_basis(x: torch.Tensor, center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, eigenvectors sorted by decreasing variance as columns).
+
+    Uncentred (``center=False``: mean = 0, eigenvectors of the second moment) keeps the
+    direction all stored vectors share, which scoring L2-normalised prefixes turned out to
+    need: on wordnet-gloss it kept more nDCG at 128 and 256 d than the centred basis.
+    """
+    mean = x.mean(0) if center else torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
     xc = (x - mean).double()
     cov = xc.t() @ xc / max(1, len(x) - 1)
     _, vecs = torch.linalg.eigh(cov)
@@ -74,19 +81,20 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     Sequential (SMRL): the largest prefix is trained first; each following stage adds the
     next smaller prefix to the loss, so small prefixes are fitted on top of settled large ones.
     """
-    mean, basis = pca_basis(x)
+    mean, basis = pca_basis(F.normalize(x.float(), dim=-1), center=s.center)
     model = DenseNested(mean, s.dims, rotation=basis[:, : max(s.dims)],
                         residual_hidden=s.residual_hidden)
     steps = s.steps or 600
-    dims = sorted(s.dims, reverse=True)
-    per_stage = [steps // len(dims)] * len(dims)
+    largest_first = sorted(s.dims, reverse=True)
+    stages = ([tuple(sorted(largest_first[: i + 1])) for i in range(len(largest_first))]
+              if s.sequential else [tuple(sorted(s.dims))])
+    per_stage = [steps // len(stages)] * len(stages)
     per_stage[-1] += steps - sum(per_stage)
     done = 0
-    for i, n in enumerate(per_stage):
-        model.dims = tuple(sorted(dims[: i + 1]))
+    for i, (stage_dims, n) in enumerate(zip(stages, per_stage, strict=True)):
+        model.dims = stage_dims
         model = train_dense(model, x, n, lr=s.lr or 2e-3, tau=s.tau, mix=s.mix, pairs=pairs,
-                            seed=s.seed + i,
-                            progress=_offset(progress, done, steps))
+                            seed=s.seed + i, progress=_offset(progress, done, steps))
         done += n
     model.dims = tuple(s.dims)
     return model.eval()

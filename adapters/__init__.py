@@ -81,6 +81,10 @@ class Batch:
     payloads: list[dict[str, Any]]
     next_offset: Any | None
     """Resume token: pass it back as ``offset`` to continue after this batch; None at the end."""
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
+    """Every dense field read, by name (float32 rows in ``ids`` order): the one in
+    ``vectors`` and those asked for with ``vectors=`` (:meth:`VectorStore.iter_batches`,
+    :meth:`VectorStore.retrieve`)."""
 
 
 @dataclass
@@ -108,8 +112,29 @@ class VectorStore(Protocol):
         batch_size: int = 512,
         offset: Any | None = None,
         with_payload: bool = True,
+        vectors: Sequence[str] = (),
     ) -> Iterator[Batch]:
-        """Stream points in a stable order; resumable from a batch's ``next_offset``."""
+        """Stream points in a stable order; resumable from a batch's ``next_offset``.
+
+        ``vectors`` names more dense fields to read in the same scan (into ``Batch.fields``,
+        beside ``vector``); a point lacking any field read raises
+        :class:`~mrl_compress.errors.StoreError`.
+        """
+        ...
+
+    def retrieve(
+        self,
+        collection: str,
+        ids: Sequence[PointId],
+        vectors: Sequence[str],
+        with_payload: bool = True,
+    ) -> Batch:
+        """The points of ``ids`` that exist, in the order asked, with the dense ``vectors``.
+
+        ``Batch.fields`` holds every named field, ``Batch.vectors`` the first; ids that do
+        not exist are left out; a point lacking a named field raises
+        :class:`~mrl_compress.errors.StoreError`. ``next_offset`` is None.
+        """
         ...
 
     def sample(self, collection: str, vector: str | None, n: int, seed: int = 0) -> np.ndarray:

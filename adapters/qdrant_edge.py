@@ -49,10 +49,12 @@ from mrl_compress.adapters.qdrant import (
     check_queries,
     default_vector,
     field_of,
+    in_order,
     langchain_layout,
     needs_field,
     one_line,
     payload_filter,
+    read_names,
     same_length,
     to_batch,
     to_hits,
@@ -188,21 +190,38 @@ class EdgeStore:
         batch_size: int = 512,
         offset: Any | None = None,
         with_payload: bool = True,
+        vectors: Sequence[str] = (),
     ) -> Iterator[Batch]:
         """Scroll in point-id order: ``next_offset`` is the first id of the next batch."""
         edge = self._edge
         fields = self._fields(collection)
-        name = default_vector(collection, fields, vector)
+        names = read_names(collection, fields, vector, vectors)
         shard = self._shard(collection)
         while True:
             request = edge.ScrollRequest(
-                offset=offset, limit=batch_size, with_payload=with_payload, with_vector=[name]
+                offset=offset, limit=batch_size, with_payload=with_payload, with_vector=names
             )
             records, offset = self._call(f"scroll '{collection}'", partial(shard.scroll, request))
             if records:
-                yield to_batch(collection, records, name, fields[name].size, offset)
+                yield to_batch(collection, records, names, fields, offset, with_payload)
             if offset is None:
                 return
+
+    def retrieve(
+        self,
+        collection: str,
+        ids: Sequence[PointId],
+        vectors: Sequence[str],
+        with_payload: bool = True,
+    ) -> Batch:
+        fields = self._fields(collection)
+        names = read_names(collection, fields, vectors[0] if vectors else None, vectors[1:])
+        shard = self._shard(collection)
+        records = self._call(
+            f"read points of '{collection}'",
+            partial(shard.retrieve, list(ids), with_payload, names),
+        )
+        return to_batch(collection, in_order(records, ids), names, fields, None, with_payload)
 
     def sample(self, collection: str, vector: str | None, n: int, seed: int = 0) -> np.ndarray:
         batches = self.iter_batches(collection, vector, batch_size=2048, with_payload=False)
@@ -352,9 +371,10 @@ class EdgeStore:
         edge = self._edge
         rows = self._rows(collection, encoded)
         same_length(len(ids), *(len(r) for r in rows.values()))
+        names = list(rows)
         points = [
-            edge.PointVectors(pid, {name: r[i] for name, r in rows.items()})
-            for i, pid in enumerate(ids)
+            edge.PointVectors(pid, dict(zip(names, values, strict=True)))
+            for pid, *values in zip(ids, *rows.values(), strict=True)
         ]
         for start in range(0, len(points), WRITE_CHUNK):
             chunk = points[start : start + WRITE_CHUNK]

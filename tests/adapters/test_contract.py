@@ -108,6 +108,50 @@ def test_iter_batches_resumes_and_gives_every_point_once(store, vectors, payload
     assert batches[0].payloads[0] == payloads[int(seen[0])]
 
 
+def test_iter_batches_reads_several_fields_in_one_scan(store, vectors, payloads):
+    small = truncate(vectors)
+    batches = list(
+        store.iter_batches("docs", "full", batch_size=400, vectors=["mrl_64", "full"])
+    )
+    seen = [pid for b in batches for pid in b.ids]
+    assert sorted(seen) == list(range(N_POINTS))
+    assert seen == [pid for b in store.iter_batches("docs", "full", batch_size=400)
+                    for pid in b.ids]  # same order as a one-field scan  # fmt: skip
+    for b in batches:
+        rows = np.array(b.ids)
+        assert list(b.fields) == ["full", "mrl_64"]
+        assert b.fields["full"].tobytes() == b.vectors.tobytes()
+        assert b.fields["mrl_64"].dtype == np.float32
+        assert b.fields["mrl_64"].shape == (len(rows), 64)
+        np.testing.assert_allclose(b.fields["full"], vectors[rows], atol=1e-6)
+        np.testing.assert_allclose(b.fields["mrl_64"], small[rows], atol=1e-6)
+        assert b.payloads == [payloads[i] for i in b.ids]
+    resumed = next(store.iter_batches("docs", "mrl_64", batch_size=400,
+                                      offset=batches[0].next_offset, vectors=["full"]))
+    assert resumed.ids == batches[1].ids and list(resumed.fields) == ["mrl_64", "full"]
+    with pytest.raises(InvalidInput):
+        next(store.iter_batches("docs", "full", vectors=["csr"]))
+    with pytest.raises(NotFound):
+        next(store.iter_batches("docs", "full", vectors=["nope"]))
+
+
+def test_retrieve_by_id_in_the_order_asked(store, vectors, payloads):
+    asked = [1203, 7, 10**9, 0, 450]  # 10**9 does not exist: left out
+    got = store.retrieve("docs", asked, ["mrl_64", "full"])
+    assert got.ids == [1203, 7, 0, 450] and got.next_offset is None
+    rows = np.array(got.ids)
+    assert list(got.fields) == ["mrl_64", "full"]
+    assert got.vectors.tobytes() == got.fields["mrl_64"].tobytes()
+    np.testing.assert_allclose(got.fields["full"], vectors[rows], atol=1e-6)
+    np.testing.assert_allclose(got.fields["mrl_64"], truncate(vectors)[rows], atol=1e-6)
+    assert got.payloads == [payloads[i] for i in got.ids]
+    bare = store.retrieve("docs", [5], ["full"], with_payload=False)
+    assert bare.ids == [5] and not any(bare.payloads) and bare.vectors.shape == (1, 384)
+    assert store.retrieve("docs", [10**9], ["full"]).ids == []
+    with pytest.raises(NotFound):
+        store.retrieve("docs", [5], ["nope"])
+
+
 def test_sample_size_determinism_and_membership(store, vectors):
     a = store.sample("docs", "full", 100, seed=7)
     assert a.shape == (100, 384) and a.dtype == np.float32
@@ -233,6 +277,18 @@ def tiny(request, tmp_path):
     store.upsert("tiny", [1, 2, 3], {"full": rng.normal(size=(3, 8))}, [{"a": 1}] * 3)
     yield store
     store.close()
+
+
+def test_reading_a_field_some_point_lacks_is_a_store_error(tiny):
+    if not in_place(tiny):  # Milvus: every row holds every field (the schema requires it)
+        return
+    tiny.add_outputs("tiny", [Output("mrl_4", "dense", 4)])
+    tiny.write_outputs("tiny", [1, 3], {"mrl_4": np.ones((2, 4))})  # point 2 has none
+    with pytest.raises(StoreError, match="point 2 of 'tiny' has no vector 'mrl_4'"):
+        list(tiny.iter_batches("tiny", "full", vectors=["mrl_4"]))
+    with pytest.raises(StoreError, match="point 2 of 'tiny' has no vector 'mrl_4'"):
+        tiny.retrieve("tiny", [1, 2], ["full", "mrl_4"])
+    assert tiny.retrieve("tiny", [3, 1], ["mrl_4"]).ids == [3, 1]
 
 
 def test_not_found_messages_word_for_word(tiny):

@@ -6,7 +6,6 @@ is exactly what the ONNX graph will compute.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,41 +105,70 @@ def fit_ads(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     Gumbel-softmax relaxation of "keep the top d", for every requested d at once, trained to
     preserve similarity rankings. Inference keeps the top-d dimensions: a gather.
 
-    With ``rotate`` the dimensions are those of the PCA rotation (composition with ``pca``).
+    The scores start from the better of two orders — the stored prefix (right for a
+    Matryoshka-trained model) and decreasing second moment (right for most others) — judged
+    by the ranking loss on a fixed evaluation draw, and the learned order is kept only if it
+    beats that start on the same draw. With ``rotate`` the dimensions are those of the PCA
+    basis (composition with ``pca``).
     """
     dev = device()
     x = F.normalize(x.to(dev).float(), dim=-1)
-    mean, basis = pca_basis(x) if s.rotate else (x.mean(0), None)
+    mean, basis = pca_basis(x, center=s.center) if s.rotate else (
+        x.mean(0) if s.center else torch.zeros(x.shape[1], device=dev), None)
     y = (x - mean) @ basis if basis is not None else x - mean
-    # start from variance: a sensible prior that the relaxation then corrects
-    logits = torch.log(y.var(0) + 1e-8).clone().requires_grad_(True)
-    scale = torch.zeros(1, device=dev, requires_grad=True)
-    opt = torch.optim.Adam([logits, scale], lr=s.lr or 0.05)
     sampler = Sampler.build(x, seed=s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    fixed_draw = [sampler.draw(256, 2048, 2048) for _ in range(4)]
+
+    def ranking_loss(order: torch.Tensor) -> float:
+        """Listwise loss of hard top-d selections by ``order`` (lower is better)."""
+        total = 0.0
+        for a, c in fixed_draw:
+            teacher = (x[a] @ x[c].t()).masked_fill(a[:, None] == c[None, :], -1e4)
+            for d in s.dims:
+                keep = order[:d].to(dev)
+                ya, yc = F.normalize(y[a][:, keep], dim=-1), F.normalize(y[c][:, keep], dim=-1)
+                student = (ya @ yc.t()).masked_fill(a[:, None] == c[None, :], -1e4)
+                total += float(losses.similarity_preservation(teacher, student, s.tau, s.tau))
+        return total
+
+    dim = y.shape[1]
+    priors = {"prefix": torch.arange(dim), "moment": torch.argsort((y**2).mean(0).cpu(),
+                                                                   descending=True)}
+    start = min(priors, key=lambda name: ranking_loss(priors[name]))
+    # scores with unit spread, ordered like the chosen prior
+    logits = torch.empty(dim, device=dev)
+    logits[priors[start].to(dev)] = torch.linspace(2.0, -2.0, dim, device=dev)
+    logits.requires_grad_(True)
+    scale = torch.zeros(1, device=dev, requires_grad=True)
+    opt = torch.optim.Adam([logits, scale], lr=s.lr or 0.02)
     steps = s.steps or 300
-    gen = torch.Generator(device=dev).manual_seed(s.seed)
     for step in range(steps):
-        temp = 1.0 * (0.05 / 1.0) ** (step / max(1, steps - 1))  # anneal 1 → 0.05
+        temp = 0.05 ** (step / max(1, steps - 1))  # anneal the relaxation 1 → 0.05
         a, c = sampler.draw(256, 2048, 2048)
         a, c = a.to(dev), c.to(dev)
-        teacher = (x[a] @ x[c].t()).masked_fill(a[:, None] == c[None, :], -1e4)
-        noisy = logits + _gumbel(logits.shape, gen, dev)
+        xa, real = query_like(x, a, s.mix, sampler.generator)
+        self_match = (a[:, None] == c[None, :]) & real[:, None]
+        teacher = (xa @ x[c].t()).masked_fill(self_match, -1e4)
+        ya_all = (xa - mean) @ basis if basis is not None else xa - mean
+        noisy = logits + 0.5 * temp * _gumbel(logits.shape, gen, dev)
         loss = torch.zeros((), device=dev)
         for d in s.dims:
             threshold = noisy.topk(d).values[-1].detach()
             mask = torch.sigmoid((noisy - threshold) / temp)
-            ya, yc = F.normalize(y[a] * mask, dim=-1), F.normalize(y[c] * mask, dim=-1)
-            student = (ya @ yc.t()).masked_fill(a[:, None] == c[None, :], -1e4)
+            ya, yc = F.normalize(ya_all * mask, dim=-1), F.normalize(y[c] * mask, dim=-1)
+            student = (ya @ yc.t()).masked_fill(self_match, -1e4)
             loss = loss + losses.similarity_preservation(teacher, student, s.tau,
-                                                         s.tau * float(math.e) ** scale)
+                                                         s.tau * torch.exp(scale))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if progress is not None:
             progress(step + 1, steps, float(loss))
-    index = torch.argsort(logits.detach(), descending=True)[: max(s.dims)].cpu()
+    learned = torch.argsort(logits.detach(), descending=True).cpu()
+    order = learned if ranking_loss(learned) < ranking_loss(priors[start]) else priors[start]
     return DenseNested(mean.cpu(), s.dims, rotation=basis.cpu() if basis is not None else None,
-                       index=index).eval()
+                       index=order[: max(s.dims)]).eval()
 
 
 def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,

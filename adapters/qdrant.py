@@ -83,6 +83,41 @@ def default_vector(collection: str, fields: Mapping[str, VectorField], name: str
     return info.dense(name).name
 
 
+def rerank_vector(
+    collection: str,
+    fields: Mapping[str, VectorField],
+    name: str | None,
+    stage1: str,
+    queries: Any,
+) -> str:
+    """The full (rerank) field of a two-stage search: ``name``, else found by the queries' size.
+
+    Without ``name``: the one dense field besides ``stage1`` whose size is the queries'
+    dimension (the unnamed ``""`` when it is one of several such); with no such field,
+    :func:`default_vector` (whose field then reports the dimension mismatch). Several dense
+    fields and no single match: :class:`InvalidInput` asking for ``full_vector``.
+    """
+    if name is not None:
+        return default_vector(collection, fields, name)
+    shape = np.shape(queries)
+    dim = shape[-1] if shape else None
+    dense = [n for n, f in fields.items() if f.kind == "dense"]
+    same = [n for n in dense if fields[n].size == dim and n != stage1]
+    if len(same) == 1:
+        return same[0]
+    if "" in same:
+        return ""
+    if not same and (len(dense) == 1 or "" in dense):
+        return default_vector(collection, fields, None)
+    sizes = ", ".join(
+        f"'{n}' ({f.size}-d)" if f.kind == "dense" else f"'{n}' (sparse)" for n, f in fields.items()
+    )
+    raise InvalidInput(
+        f"cannot tell which vector of '{collection}' is the full one for {dim}-d queries "
+        f"(fields: {sizes}): pass full_vector"
+    )
+
+
 def fields_of(params: Any) -> dict[str, VectorField]:
     """The vector fields of a collection's ``config.params`` (sync and async clients alike)."""
     dense = params.vectors
@@ -705,7 +740,7 @@ class QdrantStore:
         filter: Filter | None,
     ) -> list[Any]:
         models = self._models
-        full = default_vector(collection, fields, full_vector)
+        full = rerank_vector(collection, fields, full_vector, stage1, queries)
         shortlist = self._point_vector(
             check_queries(field_of(collection, fields, stage1), stage1_queries)
         )

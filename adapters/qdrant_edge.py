@@ -18,6 +18,20 @@ Writes leave fresh, unindexed segments; the first search after writes runs ``opt
 (Edge's optimizers run only when asked: https://qdrant.tech/documentation/edge/edge-api/configuration/),
 so search speed is the indexed speed. Small shards stay below the indexing threshold and are
 searched exactly.
+
+A store keeps each collection's vector fields and the alias table in memory, so a search
+touches no file but one ``stat`` of ``aliases.json``:
+
+* its own writes (``create_collection``, ``add_outputs``, ``swap_alias``,
+  ``drop_collection``) update what it holds;
+* an alias swapped by another process (``mrl-compress migrate --swap``) is seen on the next
+  call: the alias table is re-read whenever the file's mtime, inode or size changed (about
+  2 µs a call), and a collection it now points at is opened from disk on first use;
+* a field another process added to a collection this store has read is picked up when a call
+  names it (the config is re-read before saying it does not exist), and ``describe`` and the
+  schema calls always re-read ``edge_config.json``;
+* anything else another process changed (a collection dropped or re-created under the same
+  name, points written to a shard this store has open) is seen after :meth:`EdgeStore.refresh`.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +61,6 @@ from mrl_compress.adapters import (
 from mrl_compress.adapters.qdrant import (
     check_quantize,
     check_queries,
-    default_vector,
     field_of,
     in_order,
     langchain_layout,
@@ -55,9 +68,9 @@ from mrl_compress.adapters.qdrant import (
     one_line,
     payload_filter,
     read_names,
+    rerank_vector,
     same_length,
     to_batch,
-    to_hits,
     vector_rows,
 )
 from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
@@ -87,6 +100,22 @@ class EdgeStore:
         self._root.mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, Any] = {}
         self._dirty: set[str] = set()
+        self._configs: dict[str, dict[str, VectorField]] = {}
+        """Vector fields per collection (by its real name), as last read from its config."""
+        self._alias_table: dict[str, str] = {}
+        self._alias_stamp: tuple[int, int, int] | None = None
+        """(mtime_ns, inode, size) of aliases.json when last read; None: read it again."""
+
+    def refresh(self) -> None:
+        """Forget what this store holds in memory: the collections' fields, the alias table
+        and the open shards (flushed and closed; reopened on next use), so that changes made
+        by another process are seen. An alias swap is seen without this (see the module)."""
+        self._configs.clear()
+        self._alias_stamp = None
+        for shard in self._shards.values():
+            shard.flush()
+            shard.close()
+        self._shards.clear()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -101,53 +130,103 @@ class EdgeStore:
             raise StoreError(f"Qdrant Edge could not {what}: {one_line(error)}") from error
 
     def _collections(self) -> list[str]:
+        """The collections on disk (lists the directory: for writes and error messages)."""
         return sorted(p.name for p in self._root.iterdir() if (p / CONFIG).is_file())
 
-    def _aliases(self) -> dict[str, str]:
-        path = self._root / ALIASES
-        return dict(json.loads(path.read_text())) if path.is_file() else {}
+    def _aliases(self) -> Mapping[str, str]:
+        """The alias table, re-read only when ``aliases.json`` changed (one ``stat``)."""
+        path = self._alias_path
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            stamp = (-1, -1, -1)
+        else:
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+        if stamp != self._alias_stamp:
+            try:
+                with open(path, encoding="utf-8") as file:
+                    table = dict(json.load(file))
+            except FileNotFoundError:
+                table = {}
+            # stamp taken before the read: a table replaced in between is read again next call
+            self._alias_table, self._alias_stamp = table, stamp
+        return self._alias_table
+
+    @property
+    def _alias_path(self) -> str:
+        return os.path.join(self._root, ALIASES)
 
     def _write_aliases(self, aliases: Mapping[str, str]) -> None:
         path = self._root / ALIASES
         scratch = path.with_suffix(".json.tmp")
         scratch.write_text(json.dumps(dict(sorted(aliases.items())), indent=1))
         os.replace(scratch, path)  # atomic on POSIX: readers see the old or the new table
+        self._alias_stamp = None
+
+    def _read_config(self, name: str) -> dict[str, VectorField] | None:
+        """Read ``name``'s ``edge_config.json`` into the cache; None when no such collection."""
+        try:
+            if not NAME.match(name):  # an alias value is a directory name, never a path
+                raise FileNotFoundError(name)
+            with open(self._root / name / CONFIG, encoding="utf-8") as file:
+                config = json.load(file)
+        except (FileNotFoundError, NotADirectoryError):
+            self._configs.pop(name, None)
+            return None
+        fields = {
+            field: VectorField(field, "dense", int(p["size"]), str(p["distance"]).lower())
+            for field, p in (config.get("vectors") or {}).items()
+        }
+        for field in config.get("sparse_vectors") or {}:
+            fields[field] = VectorField(field, "sparse", None, None)
+        self._configs[name] = fields
+        return fields
+
+    def _target(
+        self, collection: str, want: Iterable[str] = (), fresh: bool = False
+    ) -> tuple[str, dict[str, VectorField]]:
+        """(the collection behind ``collection`` — itself or an alias's —, its vector fields).
+
+        The fields come from memory; ``edge_config.json`` is read on first use, when
+        ``fresh``, or when a field in ``want`` is not among them (another process may have
+        added it). NotFound when there is no such collection.
+        """
+        name = self._aliases().get(collection, collection)
+        fields = self._configs.get(name)
+        if fields is None or fresh or any(w not in fields for w in want):
+            fields = self._read_config(name)
+            if fields is None:
+                raise collection_not_found(collection, self._collections())
+        return name, fields
 
     def _resolve(self, collection: str) -> str:
         """The collection an alias points at (or ``collection`` itself); NotFound otherwise."""
-        name = self._aliases().get(collection, collection)
-        if name not in self._collections():
-            raise collection_not_found(collection, self._collections())
-        return name
+        return self._target(collection)[0]
+
+    def _fields(self, collection: str, fresh: bool = False) -> dict[str, VectorField]:
+        return self._target(collection, fresh=fresh)[1]
+
+    def _open(self, name: str) -> Any:
+        """The shard of the collection ``name`` (a real name, not an alias), opened once."""
+        shard = self._shards.get(name)
+        if shard is None:
+            path = str(self._root / name)
+            shard = self._call(f"open '{name}'", lambda: self._edge.EdgeShard.load(path))
+            self._shards[name] = shard
+        return shard
 
     def _shard(self, collection: str) -> Any:
-        name = self._resolve(collection)
-        if name not in self._shards:
-            path = str(self._root / name)
-            self._shards[name] = self._call(
-                f"open '{name}'", lambda: self._edge.EdgeShard.load(path)
-            )
-        return self._shards[name]
-
-    def _fields(self, collection: str) -> dict[str, VectorField]:
-        config = json.loads((self._root / self._resolve(collection) / CONFIG).read_text())
-        fields = {
-            name: VectorField(name, "dense", int(p["size"]), str(p["distance"]).lower())
-            for name, p in (config.get("vectors") or {}).items()
-        }
-        for name in config.get("sparse_vectors") or {}:
-            fields[name] = VectorField(name, "sparse", None, None)
-        return fields
+        return self._open(self._resolve(collection))
 
     def _update(self, collection: str, operation: Any) -> None:
-        shard = self._shard(collection)
-        self._call(f"update '{collection}'", lambda: shard.update(operation))
-        self._dirty.add(self._resolve(collection))
-
-    def _ready(self, collection: str) -> Any:
-        """The shard, optimized first if written since its last search."""
-        shard = self._shard(collection)
         name = self._resolve(collection)
+        shard = self._open(name)
+        self._call(f"update '{collection}'", lambda: shard.update(operation))
+        self._dirty.add(name)
+
+    def _ready(self, name: str) -> Any:
+        """The shard of ``name`` (resolved), optimized first if written since its last search."""
+        shard = self._open(name)
         if name in self._dirty:
             self._call(f"optimize '{name}'", shard.optimize)
             self._dirty.discard(name)
@@ -155,8 +234,9 @@ class EdgeStore:
 
     def optimize(self, collection: str) -> None:
         """Merge segments and build indexes now (otherwise done before the next search)."""
-        self._dirty.add(self._resolve(collection))
-        self._ready(collection)
+        name = self._resolve(collection)
+        self._dirty.add(name)
+        self._ready(name)
 
     def _point_vector(self, values: Vectors) -> list[Any]:
         return vector_rows(values, self._edge.SparseVector)
@@ -177,10 +257,9 @@ class EdgeStore:
             "read a point",
             lambda: shard.scroll(edge.ScrollRequest(limit=1, with_payload=True, with_vector=False)),
         )
-        target = self._resolve(collection)
+        target, fields = self._target(collection, fresh=True)
         aliases = [a for a, name in self._aliases().items() if name == target]
         layout = langchain_layout(first[0].payload if first else None)
-        fields = self._fields(collection)
         return CollectionInfo(collection, int(count), fields, aliases=aliases, **layout)
 
     def iter_batches(
@@ -194,9 +273,9 @@ class EdgeStore:
     ) -> Iterator[Batch]:
         """Scroll in point-id order: ``next_offset`` is the first id of the next batch."""
         edge = self._edge
-        fields = self._fields(collection)
+        name, fields = self._target(collection, [*([vector] if vector else []), *vectors])
         names = read_names(collection, fields, vector, vectors)
-        shard = self._shard(collection)
+        shard = self._open(name)
         while True:
             request = edge.ScrollRequest(
                 offset=offset, limit=batch_size, with_payload=with_payload, with_vector=names
@@ -214,9 +293,9 @@ class EdgeStore:
         vectors: Sequence[str],
         with_payload: bool = True,
     ) -> Batch:
-        fields = self._fields(collection)
+        name, fields = self._target(collection, vectors)
         names = read_names(collection, fields, vectors[0] if vectors else None, vectors[1:])
-        shard = self._shard(collection)
+        shard = self._open(name)
         records = self._call(
             f"read points of '{collection}'",
             partial(shard.retrieve, list(ids), with_payload, names),
@@ -256,7 +335,7 @@ class EdgeStore:
                 "(it names a directory)"
             )
         if collection in self._collections():
-            if self._fields(collection) != {f.name: f for f in fields}:
+            if self._fields(collection, fresh=True) != {f.name: f for f in fields}:
                 raise Conflict(
                     f"collection '{collection}' already exists with other vector fields: "
                     "drop it or choose another name"
@@ -271,6 +350,7 @@ class EdgeStore:
             },
         )
         path = str(self._root / collection)
+        self._configs.pop(collection, None)  # read from the new shard's config on first use
         self._shards[collection] = self._call(
             f"create '{collection}'", lambda: edge.EdgeShard.create(path, config)
         )
@@ -294,8 +374,9 @@ class EdgeStore:
         """
         check_quantize(quantize)
         edge = self._edge
-        fields = self._fields(collection)
+        name, fields = self._target(collection, fresh=True)
         todo = [output for output in outputs if needs_field(collection, fields, output)]
+        self._configs.pop(name, None)  # re-read after the schema change
         for output in todo:
             if output.kind == "sparse":
                 operation = edge.UpdateOperation.create_sparse_vector(output.name)
@@ -310,7 +391,7 @@ class EdgeStore:
 
     def _reopen_quantized(self, collection: str, names: set[str], quantize: str) -> None:
         edge = self._edge
-        fields = self._fields(collection)
+        target, fields = self._target(collection, fresh=True)
         config = edge.EdgeConfig(
             vectors={
                 name: self._vector_params(f, quantize if name in names else None)
@@ -323,20 +404,20 @@ class EdgeStore:
                 if f.kind == "sparse"
             },
         )
-        name = self._resolve(collection)
-        shard = self._shards.pop(name)
+        self._configs.pop(target, None)
+        shard = self._shards.pop(target)
         shard.flush()
         shard.close()
-        path = str(self._root / name)
-        self._shards[name] = self._call(
-            f"quantize vectors of '{name}'", lambda: edge.EdgeShard.load(path, config)
+        path = str(self._root / target)
+        self._shards[target] = self._call(
+            f"quantize vectors of '{target}'", lambda: edge.EdgeShard.load(path, config)
         )
-        self._dirty.add(name)
+        self._dirty.add(target)
 
     # -- writing --------------------------------------------------------------------------
 
     def _rows(self, collection: str, vectors: Mapping[str, Vectors]) -> dict[str, list[Any]]:
-        fields = self._fields(collection)
+        _, fields = self._target(collection, vectors)
         return {
             name: self._point_vector(check_queries(field_of(collection, fields, name), values))
             for name, values in vectors.items()
@@ -382,11 +463,17 @@ class EdgeStore:
 
     # -- search ---------------------------------------------------------------------------
 
-    def _query(self, collection: str, requests: list[Any]) -> list[list[Hit]]:
-        shard = self._ready(collection)
-        batch = self._edge.QueryBatchRequest(requests)
-        results = self._call(f"search '{collection}'", lambda: shard.query_batch(batch))
-        return [to_hits(points) for points in results]
+    def _query(self, name: str, collection: str, requests: list[Any]) -> list[list[Hit]]:
+        shard = self._ready(name)
+        if len(requests) == 1:  # the common case: one query per call, no batch wrapper
+            results = [self._call(f"search '{collection}'", partial(shard.query, requests[0]))]
+        else:
+            batch = self._edge.QueryBatchRequest(requests)
+            results = self._call(f"search '{collection}'", partial(shard.query_batch, batch))
+        # Edge builds a new dict (or None) on every ``.payload`` read: read it once, no copy
+        return [
+            [Hit(p.id, p.score, p.payload or {}) for p in points] for points in results
+        ]
 
     def search(
         self,
@@ -397,7 +484,8 @@ class EdgeStore:
         filter: Filter | None = None,
     ) -> list[list[Hit]]:
         edge = self._edge
-        field = field_of(collection, self._fields(collection), vector)
+        name, fields = self._target(collection, (vector,))
+        field = field_of(collection, fields, vector)
         where = payload_filter(filter, edge)
         requests = [
             edge.QueryRequest(
@@ -408,7 +496,7 @@ class EdgeStore:
             )
             for row in self._point_vector(check_queries(field, queries))
         ]
-        return self._query(collection, requests)
+        return self._query(name, collection, requests)
 
     def two_stage_search(
         self,
@@ -421,10 +509,14 @@ class EdgeStore:
         full_vector: str | None = None,
         filter: Filter | None = None,
     ) -> list[list[Hit]]:
-        """One query per row: ``Prefetch`` ``k * oversample`` on ``stage1``, rescore by full."""
+        """One query per row: ``Prefetch`` ``k * oversample`` on ``stage1``, rescore by full.
+
+        ``full_vector`` None: the dense field (besides ``stage1``) of the queries' size.
+        """
         edge = self._edge
-        fields = self._fields(collection)
-        full = default_vector(collection, fields, full_vector)
+        want = (stage1,) if full_vector is None else (stage1, full_vector)
+        name, fields = self._target(collection, want)
+        full = rerank_vector(collection, fields, full_vector, stage1, queries)
         shortlist = self._point_vector(
             check_queries(field_of(collection, fields, stage1), stage1_queries)
         )
@@ -447,7 +539,7 @@ class EdgeStore:
             )
             for small, big in zip(shortlist, rerank, strict=True)
         ]
-        return self._query(collection, requests)
+        return self._query(name, collection, requests)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -466,6 +558,7 @@ class EdgeStore:
         if shard is not None:
             shard.close()
         self._dirty.discard(collection)
+        self._configs.pop(collection, None)
         shutil.rmtree(self._root / collection)
         aliases = self._aliases()
         if collection in aliases.values():
@@ -477,3 +570,5 @@ class EdgeStore:
             shard.close()
         self._shards.clear()
         self._dirty.clear()
+        self._configs.clear()
+        self._alias_stamp = None

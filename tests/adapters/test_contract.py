@@ -251,6 +251,29 @@ def test_two_stage_equals_brute_force(store, vectors, queries, stage1):
     assert all(h.payload["doc_id"] for row in hits for h in row)
 
 
+def test_two_stage_finds_the_full_vector_by_the_queries_size(store, queries):
+    """Several dense fields and no ``full_vector``: the one field of the queries' size."""
+    asked = truncate(queries)
+    named = store.two_stage_search("docs", queries, "mrl_64", asked, K, OVERSAMPLE, "full")
+    found = store.two_stage_search("docs", queries, "mrl_64", asked, K, OVERSAMPLE)
+    assert ids(found) == ids(named) and len(found[0]) == K
+
+
+def test_two_stage_without_full_vector_refuses_to_guess(tiny):
+    twin = [VectorField("a", "dense", 8, "cosine"), VectorField("b", "dense", 8, "cosine"),
+            VectorField("s", "dense", 4, "cosine")]  # fmt: skip
+    tiny.create_collection("twin", twin)
+    rng = np.random.default_rng(1)
+    rows = {name: rng.normal(size=(3, size)) for name, size in (("a", 8), ("b", 8), ("s", 4))}
+    tiny.upsert("twin", [1, 2, 3], rows, [{"tag": 1}] * 3)
+    with pytest.raises(InvalidInput, match="pass full_vector"):  # 'a' and 'b' are both 8-d
+        tiny.two_stage_search("twin", rows["a"][:1], "s", rows["s"][:1], 2)
+    with pytest.raises(InvalidInput):  # no 5-d field
+        tiny.two_stage_search("twin", np.ones((1, 5)), "s", rows["s"][:1], 2)
+    hits = tiny.two_stage_search("twin", rows["b"][:1], "s", rows["s"][:1], 3, full_vector="b")
+    assert len(hits[0]) == 3 and hits[0][0].payload == {"tag": 1}
+
+
 def test_filters_apply_to_both_stages(store, vectors, queries):
     parity = np.arange(N_POINTS) % 2 == 0
     hits = store.search("docs", "full", queries, K, filter={"meta.parity": "even"})

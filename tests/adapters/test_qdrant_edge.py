@@ -53,3 +53,33 @@ def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries):
         recall.append(len(set(want.tolist()) & {h.id for h in row}) / k)
     assert np.mean(recall) >= 0.95  # HNSW is approximate; the two stages are the engine's
     store.close()
+
+
+def test_an_alias_swapped_by_another_store_is_seen(tmp_path, vectors, payloads):
+    """A running retriever sees ``migrate --swap`` made by another process on the next call."""
+    first = EdgeStore(f"edge:{tmp_path}")
+    first.create_collection("v1", FULL)
+    first.upsert("v1", list(range(100)), {"": vectors[:100]}, payloads[:100])
+    first.swap_alias("live", "v1")
+    probe = vectors[150:151]
+    assert first.search("live", "", probe, 1)[0][0].id != 150  # not in v1
+
+    second = EdgeStore(f"edge:{tmp_path}")  # stands in for the other process
+    second.create_collection("v2", FULL + [VectorField("mrl_64", "dense", 64, "cosine")])
+    small = encode(vectors[100:200])["mrl_64"]
+    second.upsert("v2", list(range(100, 200)), {"": vectors[100:200], "mrl_64": small},
+                  payloads[100:200])  # fmt: skip
+    second.swap_alias("live", "v2")
+    second.close()
+
+    hit = first.search("live", "", probe, 1)[0][0]
+    assert hit.id == 150 and hit.payload == payloads[150]
+    staged = first.two_stage_search("live", probe, "mrl_64", small[50:51], 1)
+    assert staged[0][0].id == 150
+    assert first.describe("v2").aliases == ["live"] and first.describe("v1").aliases == []
+
+    again = EdgeStore(f"edge:{tmp_path}")
+    again.swap_alias("live", "v1")
+    again.close()
+    assert first.search("live", "", probe, 1)[0][0].id != 150  # and back
+    first.close()

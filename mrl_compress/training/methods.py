@@ -169,7 +169,7 @@ def fit_ads(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         loss.backward()
         opt.step()
         if progress is not None:
-            progress(step + 1, steps, float(loss))
+            progress(step + 1, steps, loss.item())
     learned = torch.argsort(logits.detach(), descending=True).cpu()
     order = learned if ranking_loss(learned) < ranking_loss(priors[start]) else priors[start]
     return DenseNested(mean.cpu(), s.dims, rotation=basis.cpu() if basis is not None else None,
@@ -237,7 +237,7 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         opt.step()
         sched.step()
         if progress is not None:
-            progress(step + 1, steps, float(loss))
+            progress(step + 1, steps, loss.item())
     return model.cpu().eval()
 
 

@@ -156,5 +156,5 @@ def train_dense(
         opt.step()
         sched.step()
         if progress is not None:
-            progress(step + 1, steps, float(loss))
+            progress(step + 1, steps, loss.item())
     return model.cpu().eval()

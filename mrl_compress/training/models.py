@@ -44,20 +44,32 @@ class DenseNested(nn.Module):
             self.residual = nn.Sequential(nn.Linear(inner, residual_hidden), nn.GELU(), last)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """The un-normalised nested coordinates (n, max(dims))."""
-        y = F.normalize(x, dim=-1) - self.mean
+        """The un-normalised nested coordinates (n, max(dims)).
+
+        Computes ``(x/|x| - mean) @ rotation`` as ``(x @ rotation)/|x| - mean @ rotation``:
+        the same numbers, but the division and the subtraction run on the narrow output
+        instead of the wide input, which is what makes the exported graph fast.
+        """
+        norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        y, offset = x, self.mean
         if self.rotation is not None:
-            y = y @ self.rotation
+            y, offset = y @ self.rotation, offset @ self.rotation
         if self.index is not None:
-            y = y.index_select(1, self.index)
-        z = y[:, : max(self.dims)]
-        if self.residual is not None:
-            z = z + self.residual(y)
-        return z
+            y, offset = y.index_select(1, self.index), offset.index_select(0, self.index)
+        if self.residual is None:
+            width = max(self.dims)
+            return y[:, :width] / norm - offset[:width]
+        y = y / norm - offset
+        return y[:, : max(self.dims)] + self.residual(y)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         z = self.project(x)
-        return tuple(F.normalize(z[:, :d], dim=-1) for d in self.dims)
+        return tuple(unit(z[:, :d]) for d in self.dims)
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to length 1. Unlike F.normalize it exports without an Expand node."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 class SparseTopK(nn.Module):
@@ -78,7 +90,9 @@ class SparseTopK(nn.Module):
         self.b_pre = nn.Parameter(b_pre)
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        return (F.normalize(x, dim=-1) - self.b_pre) @ self.weight.t() + self.b_enc
+        """``W (x/|x| - b_pre) + b_enc``, with the division on the narrow side (see project)."""
+        norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return (x @ self.weight.t()) / norm - self.b_pre @ self.weight.t() + self.b_enc
 
     def codes(self, pre: torch.Tensor, k: int) -> torch.Tensor:
         """Dense (n, hidden) code keeping the top-k pre-activations, ReLU'd."""
@@ -97,5 +111,5 @@ class SparseTopK(nn.Module):
         values = F.relu(values)
         out: list[torch.Tensor] = []
         for k in self.ks:
-            out += [indices[:, :k].to(torch.int32), F.normalize(values[:, :k], dim=-1)]
+            out += [indices[:, :k].to(torch.int32), unit(values[:, :k])]
         return tuple(out)

@@ -190,3 +190,29 @@ def test_every_command_is_documented() -> None:
     for command in app.registered_commands:
         name = command.name or command.callback.__name__  # type: ignore[union-attr]
         assert f"## mrl-compress {name}" in docs, name
+
+
+def test_fit_reads_a_sample_from_a_store(capsys, scifact: np.ndarray, tmp_path: Path) -> None:
+    from mrl_compress.adapters import VectorField, connect
+
+    store = connect(f"edge:{tmp_path / 'shards'}")
+    store.create_collection("docs", [VectorField("", "dense", 384, "cosine")])
+    ids = list(range(1200))
+    store.upsert("docs", ids, {"": scifact[:1200]}, [{"n": i} for i in ids])
+    store.close()
+    out = tmp_path / "docs.mrlc"
+    code, text, err = run(capsys, "fit", "--source", f"edge:{tmp_path / 'shards'}",
+                          "--collection", "docs", "--method", "pca", "--dims", "32",
+                          "--sample", "1000", "--out", str(out))
+    assert code == 0, err
+    import mrl_compress
+
+    assert mrl_compress.load(out).manifest.fingerprint.count == 800  # 1000 sampled - 200 held out
+
+
+def test_store_source_needs_a_collection(capsys, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "fit", "--source", f"edge:{tmp_path}", "--out",
+                       str(tmp_path / "o.mrlc"))
+    assert code == 2
+    assert err == (f"error: --source edge:{tmp_path} is a store: name the collection with "
+                   "--collection")

@@ -36,3 +36,16 @@ def test_cli_worked_example_runs(scifact: np.ndarray, tmp_path: Path,
             assert e.code in (0, None), argv
     with np.load("codes.npz") as z:
         assert z["mrl_64"].shape == (1500, 64)
+
+
+def test_artifacts_python_example_runs(fitted: dict, scifact: np.ndarray, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    fitted["pca"].compressor.save("docs.mrlc")
+    text = (DOCS / "artifacts.md").read_text()
+    block = re.search(r"<!-- test: artifacts-python -->\s*```python\n(.*?)```", text, re.S)
+    assert block is not None
+    scope: dict[str, object] = {"vectors": scifact[:10]}
+    exec(block.group(1), scope)
+    codes = scope["codes"]
+    assert isinstance(codes, dict) and codes["mrl_64"].shape == (10, 64)

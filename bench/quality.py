@@ -56,7 +56,7 @@ def main() -> None:
     dims = [int(d) for d in args.dims.split(",")]
     ks = [int(k) for k in args.k.split(",")]
     RESULTS.mkdir(exist_ok=True)
-    record = {"command": "python bench/" + " ".join(sys.argv),
+    record = {"command": "python " + " ".join(sys.argv),
               "machine": f"{platform.machine()} cpus={os.cpu_count()}",
               "date": time.strftime("%Y-%m-%d")}
     if args.task == "stsb":

@@ -113,7 +113,7 @@ def main() -> None:
             else bench_encode(methods, [int(b) for b in args.batches.split(",")]))
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "speed.jsonl", "a") as f:
-        f.write(json.dumps({"command": "python bench/" + " ".join(sys.argv),
+        f.write(json.dumps({"command": "python " + " ".join(sys.argv),
                             "machine": f"{platform.machine()} cpus={os.cpu_count()}",
                             "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}) + "\n")
 

@@ -483,17 +483,7 @@ class MilvusStore:
 
     def _column(self, schema: _Schema, name: str, values: Vectors, n: int) -> list[Any]:
         """Rows of one vector field as pymilvus takes them: float32 arrays or sparse dicts."""
-        vf = self._field(schema, name)
-        if vf.kind == "sparse":
-            if not isinstance(values, SparseBatch):
-                raise InvalidInput(f"field '{name}' is sparse: pass a SparseBatch")
-            rows: list[Any] = [_sparse_row(values, i) for i in range(len(values))]
-        else:
-            if isinstance(values, SparseBatch):
-                raise InvalidInput(f"field '{name}' is dense: pass an array, not a SparseBatch")
-            matrix = _as_matrix(values)
-            _check_dense(vf, matrix.shape[1])
-            rows = list(matrix)
+        rows = _vector_rows(self._field(schema, name), values)
         if len(rows) != n:
             raise InvalidInput(f"got {n} ids but {len(rows)} rows for vector '{name}'")
         return rows
@@ -530,19 +520,9 @@ class MilvusStore:
         filter: Filter | None,
         outputs: list[str],
     ) -> list[list[dict[str, Any]]]:
-        vf = self._field(schema, vector)
         if k < 1:
             raise InvalidInput(f"k must be at least 1, got {k}")
-        if vf.kind == "sparse":
-            if not isinstance(queries, SparseBatch):
-                raise InvalidInput(f"vector '{vector}' is sparse: pass a SparseBatch of queries")
-            data: list[Any] = [_sparse_row(queries, i) for i in range(len(queries))]
-        else:
-            if isinstance(queries, SparseBatch):
-                raise InvalidInput(f"vector '{vector}' is dense: pass an array of queries")
-            matrix = _as_matrix(queries)
-            _check_dense(vf, matrix.shape[1])
-            data = list(matrix)
+        data = _vector_rows(self._field(schema, vector), queries)
         if not data:
             return []
         results = self._call(
@@ -761,6 +741,19 @@ def _check_dense(vf: VectorField, dim: int) -> VectorField:
     if vf.size != dim:
         raise InvalidInput(f"vector '{vf.name}' has {vf.size} dims but the input has {dim}")
     return vf
+
+
+def _vector_rows(vf: VectorField, values: Vectors) -> list[Any]:
+    """Rows of one vector field as pymilvus takes them: float32 arrays or sparse dicts."""
+    if vf.kind == "sparse":
+        if not isinstance(values, SparseBatch):
+            raise InvalidInput(f"vector '{vf.name}' is sparse: pass a SparseBatch")
+        return [_sparse_row(values, i) for i in range(len(values))]
+    if isinstance(values, SparseBatch):
+        raise InvalidInput(f"vector '{vf.name}' is dense: pass an array, not a SparseBatch")
+    matrix = _as_matrix(values)
+    _check_dense(vf, matrix.shape[1])
+    return list(matrix)
 
 
 def _sparse_row(batch: SparseBatch, i: int) -> dict[int, float]:

@@ -117,8 +117,11 @@ def fit(
     target: Annotated[float | None, typer.Option(help="Keep the smallest output whose "
                                                  "neighbour recall@10 meets this.")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (method default).")] = None,
-    rotate: Annotated[bool, typer.Option(help="ads: select dimensions of the PCA rotation "
+    rotate: Annotated[bool, typer.Option(help="ads: select dimensions of a learned rotation "
                                          "instead of the raw ones.")] = False,
+    option: Annotated[list[str] | None, typer.Option(
+        help="A further training setting NAME=VALUE (repeatable), e.g. tau=0.05, "
+             "sequential=true, init=pca; see docs/cli.md.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling and training.")] = 0,
     drop_invalid: Annotated[bool, typer.Option(help="Skip NaN/inf/zero rows (counted).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
@@ -138,7 +141,7 @@ def fit(
         result = fit_vectors(vectors, method, dims=_ints(dims, "--dims"), k=_ints(k, "--k"),
                              hidden=hidden, pairs=pair_arrays, target=target, steps=steps,
                              rotate=rotate, seed=seed, drop_invalid=drop_invalid,
-                             progress=update)
+                             progress=update, **_options(option or []))
     if result.dropped:
         err.print(f"dropped {result.dropped} invalid row(s) (NaN/inf or all-zero)")
     console.print(retention_table(result.retention, f"{method}: retention on held-out vectors"))
@@ -148,6 +151,20 @@ def fit(
     png = plot(result.retention, path / "retention.png", f"{method} on {Path(source).name}")
     console.print(f"wrote {path} ({', '.join(o.name for o in result.compressor.outputs)}) "
                   f"and {png} in {result.seconds:.0f} s")
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` strings to settings; VALUE is JSON (true, 0.05, "pca") or a bare word."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"--option: expected NAME=VALUE, found '{pair}'")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    return options
 
 
 def _read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:

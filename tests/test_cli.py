@@ -159,6 +159,28 @@ def test_unknown_method(capsys, scifact: np.ndarray, tmp_path: Path) -> None:
                    "csr")
 
 
+def test_bad_training_options(capsys, scifact: np.ndarray, tmp_path: Path) -> None:
+    code, err = bad_fit(capsys, tmp_path, scifact[:600], "--option", "tau=warm")
+    assert code == 2 and err == "error: training setting tau: expected float | None, found 'warm'"
+    code, err = bad_fit(capsys, tmp_path, scifact[:600], "--option", "init=random")
+    assert code == 2
+    assert err == "error: training setting init: expected 'local' or 'pca', found 'random'"
+    code, err = bad_fit(capsys, tmp_path, scifact[:600], "--option", "colour=1")
+    assert code == 2 and err.startswith("error: unknown training setting(s) colour; expected")
+    code, err = bad_fit(capsys, tmp_path, scifact[:600], "--option", "tau")
+    assert code == 2 and err == "error: --option: expected NAME=VALUE, found 'tau'"
+
+
+def test_training_options_reach_the_manifest(capsys, vectors_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.mrlc"
+    code, _, err = run(capsys, "fit", "--source", str(vectors_file), "--method", "adaptor",
+                       "--dims", "16", "--steps", "5", "--option", "tau=0.07",
+                       "--option", "init=pca", "--out", str(out))
+    assert code == 0, err
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    assert settings["tau"] == 0.07 and settings["init"] == "pca" and settings["steps"] == 5
+
+
 def test_missing_source(capsys, tmp_path: Path) -> None:
     code, _, err = run(capsys, "fit", "--source", str(tmp_path / "nope.npy"), "--out",
                        str(tmp_path / "o"))

@@ -7,12 +7,13 @@ is exactly what the ONNX graph will compute.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mrl_compress.errors import InvalidInput
 from mrl_compress.training import losses
 from mrl_compress.training.models import DenseNested, SparseTopK
 from mrl_compress.training.trainer import (
@@ -39,10 +40,10 @@ class TrainSettings:
     # 0.03 / 0.08 / 0.12 (1600 steps), and 0.797 / 0.803 with 0.05 / 0.08 at the defaults.
     tau: float | None = None
     residual_hidden: int = 0
-    rotate: bool = False  # ads: select dimensions of the PCA rotation instead of raw ones
+    rotate: bool = False  # ads: select dimensions of a rotation (see init) instead of raw ones
     mix: float = 0.5  # fraction of query-like (blended) anchors, see trainer.query_like
     center: bool = False  # adaptor with init="pca": the uncentred PCA basis (see pca_basis)
-    init: str = "local"  # adaptor: "local" (within-cluster scatter, see Sampler) or "pca"
+    init: str = "local"  # adaptor, ads --rotate: "local" (within-cluster scatter) or "pca"
     # adaptor: True trains the largest prefix first, then adds smaller ones (SMEC's SMRL);
     # False (default) trains all prefixes at once, which kept more at 64 d on wordnet-gloss
     sequential: bool = False
@@ -53,6 +54,28 @@ class TrainSettings:
     candidates: int | None = None
     csr_similarity: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse a setting of the wrong kind in one line (settings can come from the CLI)."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), str(f.type)
+            if f.name in ("dims", "ks") or (value is None and "None" in kind):
+                continue
+            if kind.startswith("bool"):
+                ok = isinstance(value, bool)
+            elif kind.startswith("str"):
+                ok = isinstance(value, str)
+            else:
+                ok = (isinstance(value, int | float) and not isinstance(value, bool)
+                      and value >= 0 and (kind.startswith("float") or value == int(value)))
+                if ok and kind.startswith("int"):
+                    setattr(self, f.name, int(value))
+            if not ok:
+                raise InvalidInput(f"training setting {f.name}: expected {kind}, "
+                                   f"found {value!r}")
+        if self.init not in ("local", "pca"):
+            raise InvalidInput(f"training setting init: expected 'local' or 'pca', "
+                               f"found {self.init!r}")
 
 
 def pca_basis(x: torch.Tensor, center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,16 +156,21 @@ def fit_ads(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     The scores start from the better of two orders — the stored prefix (right for a
     Matryoshka-trained model) and decreasing second moment (right for most others) — judged
     by the ranking loss on a fixed evaluation draw, and the learned order is kept only if it
-    beats that start on the same draw. With ``rotate`` the dimensions are those of the PCA
-    basis (composition with ``pca``).
+    beats that start on the same draw. With ``rotate`` the dimensions are those of a rotation:
+    the adaptor's starting basis (``init="local"``, the default) or PCA's (``init="pca"``).
     """
     dev = device()
     tau = s.tau or 0.05
     x = F.normalize(x.to(dev).float(), dim=-1)
-    mean, basis = pca_basis(x, center=s.center) if s.rotate else (
-        x.mean(0) if s.center else torch.zeros(x.shape[1], device=dev), None)
-    y = (x - mean) @ basis if basis is not None else x - mean
     sampler = Sampler.build(x, seed=s.seed)
+    zero = torch.zeros(x.shape[1], device=dev)
+    if not s.rotate:
+        mean, basis = (x.mean(0) if s.center else zero), None
+    elif s.init == "local":
+        mean, basis = zero, sampler.within_cluster_basis()
+    else:
+        mean, basis = pca_basis(x, center=s.center)
+    y = (x - mean) @ basis if basis is not None else x - mean
     gen = torch.Generator().manual_seed(s.seed)
     fixed_draw = [sampler.draw(256, 2048, 2048) for _ in range(4)]
 

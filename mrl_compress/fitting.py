@@ -116,8 +116,10 @@ def fit(
     if target is not None:
         result.chosen, result.reason = retention.choose(rows, outputs, target)
         if result.chosen is not None:
-            manifest.outputs = [result.chosen]
-            compressor = Compressor(manifest, compressor.weights, compressor.onnx_model)
+            chosen = result.chosen
+            model.keep_only(chosen.size if chosen.kind == "dense" else chosen.nonzeros)  # type: ignore[attr-defined]
+            manifest.outputs = [chosen]
+            compressor = Compressor(manifest, weights_of(model), export(model, dim, [chosen]))  # type: ignore[arg-type]
             result.compressor = compressor
     manifest.retention = [r.to_json() for r in rows]
     result.seconds = time.perf_counter() - started

@@ -86,6 +86,28 @@ def test_target_keeps_the_smallest_output_meeting_it(scifact: np.ndarray) -> Non
     assert impossible.chosen is None and "no output meets the target" in (impossible.reason or "")
 
 
+@pytest.mark.parametrize(("method", "target"), [("pca", 0.6), ("ads", 0.3)])
+def test_target_serves_the_chosen_output_alone(scifact: np.ndarray, method: str,
+                                               target: float) -> None:
+    """The artifact computes only what it keeps, and computes it exactly as before."""
+    import onnx
+
+    import mrl_compress
+
+    kwargs = dict(dims=(16, 64, 256), holdout=200, eval_docs=1500, steps=5)
+    every = mrl_compress.fit(scifact[:2000], method, **kwargs)
+    chosen = mrl_compress.fit(scifact[:2000], method, target=target, **kwargs)
+    kept = chosen.chosen
+    assert kept is not None and kept.size < 256, chosen.reason
+    graph = onnx.load_from_string(chosen.compressor.onnx_model).graph
+    assert [o.name for o in graph.output] == [kept.name]
+    width = chosen.compressor.weights.get("index", chosen.compressor.weights.get("rotation"))
+    assert width is not None and width.shape[-1] == kept.size
+    probe = scifact[3000:3050]
+    np.testing.assert_allclose(chosen.compressor.encode(probe)[kept.name],
+                               every.compressor.encode(probe)[kept.name], atol=1e-5)
+
+
 def test_pairs_add_a_ranking_loss(scifact: np.ndarray) -> None:
     import mrl_compress
 

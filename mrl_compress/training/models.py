@@ -66,6 +66,18 @@ class DenseNested(nn.Module):
         z = self.project(x)
         return tuple(unit(z[:, :d]) for d in self.dims)
 
+    def keep_only(self, size: int) -> DenseNested:
+        """Serve the prefix ``size`` alone (``fit --target``): the columns after it are
+        dropped, so the exported graph computes no more than it returns."""
+        self.dims = (size,)
+        if self.residual is not None:  # the residual branch reads every rotated column
+            return self
+        if self.index is not None:
+            self.index = self.index[:size].clone()
+        elif self.rotation is not None:
+            self.rotation = nn.Parameter(self.rotation.detach()[:, :size].clone())
+        return self
+
 
 def unit(x: torch.Tensor) -> torch.Tensor:
     """Rows scaled to length 1. Unlike F.normalize it exports without an Expand node."""
@@ -101,6 +113,11 @@ class SparseTopK(nn.Module):
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.weight + self.b_pre
+
+    def keep_only(self, k: int) -> SparseTopK:
+        """Serve ``k`` non-zeros alone (``fit --target``)."""
+        self.ks = (k,)
+        return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Serving form, per k: indices int32 (n, k), values float32 (n, k) L2-normalised.

@@ -21,13 +21,14 @@ segments, allocated blocks).
 Search: one query per call, sequentially (as an application calls), every configuration on
 the same query before moving to the next query, in a rotated order, so the ratios come from
 one run on a noisy machine. Two-stage latency includes encoding the query with the compressor
-(the application does that too). Configurations:
+of its stage 1 (the application does that too). Configurations:
 
 * adapter (``EdgeStore.search`` / ``two_stage_search``): full; mrl_64 and csr_32 stage 1 at
   each ``--oversample``;
 * engine knobs (the Edge shard called directly with the same requests, no payload):
-  full; mrl_64 stage 1 with ``hnsw_ef`` = shortlist size; mrl_64 stage 1 exact (brute force,
-  only up to ``--exact-max`` points).
+  full; mrl_64 stage 1 with ``hnsw_ef`` = shortlist size; full search with the same
+  ``hnsw_ef`` (equal beam width); mrl_64 stage 1 exact (brute force, only up to
+  ``--exact-max`` points).
 
 Milvus Lite at ``--milvus-n``: one collection with the three fields (Lite has no in-place
 field add), the adapter's FLAT / SPARSE_INVERTED_INDEX indexes; full vs two-stage (stage 1 in
@@ -219,7 +220,7 @@ def field_disk(shard: Path, fields: list[str], n: int) -> dict[str, Any]:
 
 
 def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
-               qenc: Callable[[int], dict[str, Any]], truth: np.ndarray, dense: Any, sparse: Any,
+               qenc: Callable[[int, str], Any], truth: np.ndarray, dense: Any, sparse: Any,
                args: argparse.Namespace) -> dict[str, Any]:
     import qdrant_edge as edge
 
@@ -267,7 +268,7 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
         return edge.Query.Nearest(vec, using=using)
 
     def raw_two_stage(i: int, limit: int, params: Any) -> list[int]:
-        small = qenc(i)["mrl_64"][0].tolist()
+        small = qenc(i, "mrl_64")[0].tolist()
         return raw(edge.QueryRequest(
             limit=K, with_payload=False, query=nearest(q[i].tolist(), "dense"),
             prefetches=[edge.Prefetch(limit=limit, query=nearest(small, "mrl_64"),
@@ -278,17 +279,21 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     }
     for os_ in args.oversample:
         configs[f"mrl_64 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
-            COLLECTION, q[i : i + 1], "mrl_64", qenc(i)["mrl_64"], K, oversample=o,
+            COLLECTION, q[i : i + 1], "mrl_64", qenc(i, "mrl_64"), K, oversample=o,
             full_vector="dense")[0])
     for os_ in args.oversample:
         configs[f"csr_32 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
-            COLLECTION, q[i : i + 1], "csr_32", qenc(i)["csr_32"], K, oversample=o,
+            COLLECTION, q[i : i + 1], "csr_32", qenc(i, "csr_32"), K, oversample=o,
             full_vector="dense")[0])
     configs["raw full"] = lambda i: raw(edge.QueryRequest(
         limit=K, with_payload=False, query=nearest(q[i].tolist(), "dense")))
     for os_ in args.oversample:
         configs[f"raw mrl_64 x{os_} ef={K * os_}"] = lambda i, o=os_: raw_two_stage(
             i, K * o, edge.SearchParams(hnsw_ef=K * o))
+        # full search with the same beam width: the comparison at equal effort
+        configs[f"raw full ef={K * os_}"] = lambda i, o=os_: raw(edge.QueryRequest(
+            limit=K, with_payload=False, query=nearest(q[i].tolist(), "dense"),
+            params=edge.SearchParams(hnsw_ef=K * o)))
     if n <= args.exact_max:
         top = max(args.oversample)
         configs[f"raw mrl_64 x{top} exact"] = lambda i, o=top: raw_two_stage(
@@ -309,7 +314,7 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
 
 
 def bench_milvus(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
-                 qenc: Callable[[int], dict[str, Any]], truth: np.ndarray, dense: Any,
+                 qenc: Callable[[int, str], Any], truth: np.ndarray, dense: Any,
                  sparse: Any, args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.root) / f"milvus-{n}"
     shutil.rmtree(root, ignore_errors=True)
@@ -346,10 +351,10 @@ def bench_milvus(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     }
     for os_ in args.milvus_oversample:
         configs[f"mrl_64 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
-            COLLECTION, mq[i : i + 1], "mrl_64", qenc(i)["mrl_64"], K, oversample=o,
+            COLLECTION, mq[i : i + 1], "mrl_64", qenc(i, "mrl_64"), K, oversample=o,
             full_vector="dense")[0])
         configs[f"csr_32 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
-            COLLECTION, mq[i : i + 1], "csr_32", qenc(i)["csr_32"], K, oversample=o,
+            COLLECTION, mq[i : i + 1], "csr_32", qenc(i, "csr_32"), K, oversample=o,
             full_vector="dense")[0])
     results = interleaved(configs, len(mq), min(args.warmup, 5))
     score(results, truth[: len(mq)], "full")
@@ -402,10 +407,11 @@ def main() -> None:
     log("compressors ready", report["compressors"]["provider"])
     q_all = queries(args.queries)
 
-    def qenc(i: int) -> dict[str, Any]:
-        """Encode query i now (timed inside the two-stage call, as an application would)."""
-        one = q_all[i : i + 1]
-        return {**dense.encode(one), **sparse.encode(one)}
+    def qenc(i: int, output: str) -> Any:
+        """Encode query i now with the compressor of ``output`` alone (timed inside the
+        two-stage call, as an application would do)."""
+        model = dense if output == "mrl_64" else sparse
+        return model.encode(q_all[i : i + 1])[output]
 
     # Query-encoding cost on its own.
     started = time.perf_counter()

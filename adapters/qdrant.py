@@ -373,6 +373,9 @@ class QdrantStore:
             client = QdrantClient(**settings)
         self._client = client
         self._async_client = async_client
+        self._searched: dict[str, dict[str, VectorField]] = {}
+        """Fields of the collections searched, so that a search costs one request, not four
+        (list collections, list aliases, read the collection, query). See _search_fields."""
         self._version = parse_version(self._call("ask the version", lambda: client.info().version))
 
     # -- plumbing -------------------------------------------------------------------------
@@ -417,6 +420,22 @@ class QdrantStore:
             f"read collection '{collection}'", lambda: self._client.get_collection(collection)
         ).config.params
         return fields_of(params)
+
+    def _search_fields(self, collection: str, *needed: str | None) -> dict[str, VectorField]:
+        """The fields of ``collection``, read once per store and kept for later searches.
+
+        Read again when a field a search needs is not among them (another process added it,
+        or pointed an alias elsewhere). This store's own schema changes forget them;
+        :meth:`refresh` forgets them too.
+        """
+        fields = self._searched.get(collection)
+        if fields is None or any(name and name not in fields for name in needed):
+            fields = self._searched[collection] = self._fields(collection)
+        return fields
+
+    def refresh(self) -> None:
+        """Forget the fields kept for searching, so other processes' changes are seen."""
+        self._searched.clear()
 
     def _point_vector(self, values: Vectors) -> list[Any]:
         models = self._models
@@ -502,6 +521,7 @@ class QdrantStore:
         like: str | None = None,
     ) -> None:
         """A new collection; a repeated call with the same fields is a no-op (resumable)."""
+        self._searched.clear()
         models = self._models
         wanted = {f.name: f for f in fields}
         if self._exists(collection):
@@ -557,6 +577,7 @@ class QdrantStore:
         (https://qdrant.tech/documentation/guides/quantization/). qdrant-client local mode
         keeps no quantization: there it is accepted and has no effect.
         """
+        self._searched.clear()
         check_quantize(quantize)
         fields = self._fields(collection)
         todo = [output for output in outputs if needs_field(collection, fields, output)]
@@ -666,7 +687,7 @@ class QdrantStore:
         k: int,
         filter: Filter | None = None,
     ) -> list[list[Hit]]:
-        field = field_of(collection, self._fields(collection), vector)
+        field = field_of(collection, self._search_fields(collection, vector), vector)
         rows = self._point_vector(check_queries(field, queries))
         where = payload_filter(filter, self._models)
         requests = [
@@ -690,7 +711,8 @@ class QdrantStore:
     ) -> list[list[Hit]]:
         """``prefetch`` ``k * oversample`` on ``stage1``, then rescore by the full vector."""
         requests = self._two_stage_requests(
-            self._fields(collection), collection, queries, stage1, stage1_queries, k,
+            self._search_fields(collection, stage1, full_vector), collection, queries, stage1,
+            stage1_queries, k,
             oversample, full_vector, filter,
         )  # fmt: skip
         return self._query(collection, requests)
@@ -795,6 +817,7 @@ class QdrantStore:
 
     def swap_alias(self, alias: str, collection: str) -> None:
         """Delete and create the alias in one request: Qdrant applies the list atomically."""
+        self._searched.clear()
         models = self._models
         if collection not in self._collections():
             raise collection_not_found(collection, self._collections())
@@ -811,6 +834,7 @@ class QdrantStore:
         )
 
     def drop_collection(self, collection: str) -> None:
+        self._searched.clear()
         if collection not in self._collections():
             raise collection_not_found(collection, self._collections())
         self._call(

@@ -100,3 +100,33 @@ def test_connect_picks_the_qdrant_backends(tmp_path):
     assert isinstance(memory, QdrantStore) and isinstance(edge, EdgeStore)
     memory.close()
     edge.close()
+
+
+def test_search_reads_the_collection_once_and_sees_fields_added_elsewhere(
+    tmp_path, vectors, queries
+):
+    """A search costs one engine request; a field another writer adds is still found."""
+    from qdrant_client import models
+
+    from mrl_compress.adapters import VectorField
+
+    store = QdrantStore(f"qdrant-local:{tmp_path / 'q'}")
+    store.create_collection("docs", [VectorField("dense", "dense", vectors.shape[1], "cosine")])
+    store.upsert("docs", list(range(N)), {"dense": vectors[:N]})
+    first = store.search("docs", "dense", queries[:3], k=5)
+    reads = []
+    store._fields = lambda c, _f=store._fields: reads.append(c) or _f(c)  # type: ignore[method-assign]
+    assert store.search("docs", "dense", queries[:3], k=5) == first
+    assert reads == []  # served from what the first search read
+    # another writer adds a named vector behind this store's back
+    config = models.DenseVectorNameConfig(dense=models.DenseVectorConfig(
+        size=64, distance=models.Distance.COSINE))
+    store._client.create_vector_name("docs", "mrl_64", config)
+    small = encode(vectors[:N])["mrl_64"]
+    store._client.update_vectors("docs", [
+        models.PointVectors(id=i, vector={"mrl_64": small[i].tolist()}) for i in range(N)])
+    hits = store.two_stage_search("docs", queries[:3], "mrl_64", encode(queries[:3])["mrl_64"],
+                                  k=5, oversample=N // 5, full_vector="dense")  # all N reranked
+    assert reads == ["docs"]  # the unknown field made it read the collection again
+    assert [[h.id for h in row] for row in hits] == [[h.id for h in row] for row in first]
+    store.close()

@@ -122,6 +122,15 @@ class VectorStore(Protocol):
         """
         ...
 
+    def point_ids(self, collection: str, batch_size: int = 2048) -> Iterator[list[PointId]]:
+        """Every point id, in the order of :meth:`iter_batches`, reading no vector or payload."""
+        ...
+
+    def count_having(self, collection: str, names: Sequence[str]) -> int:
+        """How many points hold every field of ``names`` (dense or sparse): a count in the
+        engine, reading no vector."""
+        ...
+
     def retrieve(
         self,
         collection: str,

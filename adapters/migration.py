@@ -335,7 +335,9 @@ def compressor_sha256(compressor: str | Path) -> str:
 @dataclass
 class Verification:
     points: int = 0
-    """Points whose new fields were all read (dense) — every point of the collection."""
+    """Points holding every new field (counted in the engine)."""
+    listed: int = 0
+    """Point ids listed to draw the sample from — every point of the collection."""
     sampled: int = 0
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
@@ -671,15 +673,14 @@ def verify(
     """Check a migration; problems are collected, not raised (see :meth:`Report.ok`).
 
     - counts: the copy has as many points as the source (copy mode);
-    - every point has every new dense field: one scan of the new dense fields alone (reading
-      a point without one fails); sparse fields cannot be read through the protocol, so they
-      are checked on the sample, by search;
-    - on ``sample`` points (None: all), chosen uniformly by position in that scan and read
-      back by id (:meth:`VectorStore.retrieve`, from the copy and the source): payloads and
-      original vectors byte-identical to the source (copy mode), dense outputs within 1e-5
-      of a fresh encode of the stored original, and each sparse output found by searching
-      its own fresh code with score 1 ± 1e-5 (L2-normalised codes: only identical indices
-      and values give 1).
+    - every point has every new field, dense and sparse: counted in the engine
+      (:meth:`VectorStore.count_having`), so no vector is read for it;
+    - on ``sample`` points (None: all), chosen uniformly by position in the list of ids
+      (:meth:`VectorStore.point_ids`) and read back by id (:meth:`VectorStore.retrieve`, from
+      the copy and the source): payloads and original vectors byte-identical to the source
+      (copy mode), dense outputs within 1e-5 of a fresh encode of the stored original, and
+      each sparse output found by searching its own fresh code with score 1 ± 1e-5
+      (L2-normalised codes: only identical indices and values give 1).
     """
     result = Verification()
     outputs = compressor.outputs
@@ -693,36 +694,31 @@ def verify(
     chosen = _positions(count, sample, seed)
     # originals to compare (copy) or to encode afresh (in place); the full vector first
     originals = [vector] + [n for n in (copied or ()) if n != vector]
-    scanned = dense or [vector]
-    picked: list[tuple[PointId, dict[str, np.ndarray]]] = []
+    read = originals + [n for n in dense if n not in originals]
 
-    def check(points: list[tuple[PointId, dict[str, np.ndarray]]]) -> None:
+    def check(ids: list[PointId]) -> None:
         """Read the sampled points back by id and compare them (see the docstring)."""
-        if not points:
+        if not ids:
             return
-        ids = [pid for pid, _ in points]
-        stored = store.retrieve(target, ids, originals, with_payload=copied is not None)
-        rows = dict(zip(stored.ids, range(len(stored.ids)), strict=True))
+        stored = store.retrieve(target, ids, read, with_payload=copied is not None)
+        found = set(stored.ids)
         for pid in ids:
-            if pid not in rows:
+            if pid not in found:
                 result.problem(f"point {pid!r} of '{target}' could not be read back")
         if not stored.ids:
             return
         fresh = compressor.encode(stored.fields[vector])
-        present = [(pid, new) for pid, new in points if pid in rows]
-        at = np.array([rows[pid] for pid, _ in present], dtype=np.int64)
         for name in dense:
-            scanned_rows = np.stack([new[name] for _, new in present])
-            diff = np.abs(scanned_rows - np.asarray(fresh[name])[at]).max(axis=1)
+            diff = np.abs(stored.fields[name] - np.asarray(fresh[name])).max(axis=1)
             for k in np.flatnonzero(diff > DENSE_TOLERANCE):
-                result.problem(f"point {present[k][0]!r}: '{name}' differs from a fresh encode "
+                result.problem(f"point {stored.ids[k]!r}: '{name}' differs from a fresh encode "
                                f"by {diff[k]:.2g}")
         for name in sparse:
             code = fresh[name]
             assert isinstance(code, SparseBatch)
             hits = store.search(target, name, code, k=10)
-            for pid, found in zip(stored.ids, hits, strict=True):
-                score = next((h.score for h in found if h.id == pid), None)
+            for pid, hit in zip(stored.ids, hits, strict=True):
+                score = next((h.score for h in hit if h.id == pid), None)
                 if score is None or abs(score - 1.0) > DENSE_TOLERANCE:
                     result.problem(f"point {pid!r}: sparse '{name}' differs from a fresh encode"
                                    + (" (not found)" if score is None else f" (score {score})"))
@@ -730,27 +726,25 @@ def verify(
             _compare_copy(store, source, target, stored, originals, result)
 
     try:
-        # Every point has every new dense field: one scan of those (small) fields alone.
-        position = 0
-        for batch in store.iter_batches(target, scanned[0], batch_size, with_payload=False,
-                                        vectors=scanned[1:]):  # fmt: skip
-            fields = batch.fields or {scanned[0]: batch.vectors}
-            for i, pid in enumerate(batch.ids):
-                if position + i in chosen:
-                    picked.append((pid, {name: fields[name][i] for name in dense}))
-            position += len(batch.ids)
-            result.points += len(batch.ids)
+        having = store.count_having(target, [o.name for o in outputs])
+        if having != count:
+            result.problem(f"{count - having} of {count} points of '{target}' lack a new field "
+                           f"({_names([o.name for o in outputs])})")
+        picked: list[PointId] = []
+        for ids in store.point_ids(target, batch_size):
+            picked += [pid for i, pid in enumerate(ids) if result.listed + i in chosen]
+            result.listed += len(ids)
             if len(picked) >= batch_size:
                 check(picked)
                 result.sampled += len(picked)
                 picked = []
         check(picked)
         result.sampled += len(picked)
-    except StoreError as e:  # a point without a new dense field cannot be read
+        result.points = having
+    except StoreError as e:  # e.g. a sampled point without a new dense field
         result.problem(str(e))
-    if copied is None and result.points != count:
-        result.problem(f"read {result.points} points with every new field; '{target}' has "
-                       f"{count}")
+    if result.listed != count:
+        result.problem(f"listed {result.listed} points of '{target}'; it counts {count}")
     return result
 
 

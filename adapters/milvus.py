@@ -139,19 +139,38 @@ class MilvusStore:
         ``batch_size``) and they are yielded a batch at a time; every batch's ``next_offset``
         is still its own last key, so a resume starts right after any yielded batch.
         """
-        if batch_size < 1:
-            raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
         schema = self._schema(collection)
         names = self._names(schema, vector, vectors)
         outputs = names + (schema.payload_fields if with_payload else [])
+        for chunk, next_offset in self._scan(schema, outputs, batch_size, offset):
+            yield self._batch(schema, chunk, names, with_payload, next_offset)
+
+    def point_ids(self, collection: str, batch_size: int = 2048) -> Iterator[list[PointId]]:
+        schema = self._schema(collection)
+        for chunk, _ in self._scan(schema, [schema.pk], batch_size, None):
+            yield [row[schema.pk] for row in chunk]
+
+    def count_having(self, collection: str, names: Sequence[str]) -> int:
+        """Every row has every field here: Milvus vector fields are not nullable."""
+        schema = self._schema(collection)
+        for name in names:
+            self._field(schema, name)
+        return self.describe(collection).count
+
+    def _scan(self, schema: _Schema, outputs: list[str], batch_size: int,
+              offset: Any | None) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+        """Rows in primary-key order, ``batch_size`` at a time, each with its resume offset
+        (None after the last); see :meth:`iter_batches` for why it reads ahead."""
+        if batch_size < 1:
+            raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
         cursor = offset
         limit = max(batch_size, _READ_AHEAD)
         while True:
             expr = "" if cursor is None else f"{schema.pk} > {_literal(cursor)}"
             rows = self._call(
-                f"read '{collection}'",
+                f"read '{schema.name}'",
                 self._client.query,
-                collection,
+                schema.name,
                 filter=expr,
                 limit=limit + 1,  # one more row says whether another query follows
                 output_fields=outputs,
@@ -167,7 +186,7 @@ class MilvusStore:
                 chunk = rows[start : start + batch_size]
                 cursor = chunk[-1][schema.pk]
                 last = not more and start + batch_size >= len(rows)
-                yield self._batch(schema, chunk, names, with_payload, None if last else cursor)
+                yield chunk, None if last else cursor
             if not more:
                 return
 

@@ -486,6 +486,32 @@ class QdrantStore:
             if offset is None:
                 return
 
+    def point_ids(self, collection: str, batch_size: int = 2048) -> Iterator[list[PointId]]:
+        self._require(collection)
+        offset = None
+        while True:
+            records, offset = self._call(
+                f"scroll '{collection}'",
+                partial(self._client.scroll, collection, limit=batch_size, offset=offset,
+                        with_payload=False, with_vectors=False),
+            )  # fmt: skip
+            if records:
+                yield [record.id for record in records]
+            if offset is None:
+                return
+
+    def count_having(self, collection: str, names: Sequence[str]) -> int:
+        models = self._models
+        fields = self._fields(collection)
+        for name in names:
+            if name not in fields:
+                raise vector_not_found(collection, name, list(fields))
+        where = models.Filter(must=[models.HasVectorCondition(has_vector=n) for n in names])
+        return int(self._call(
+            f"count points of '{collection}'",
+            lambda: self._client.count(collection, count_filter=where, exact=True).count,
+        ))  # fmt: skip
+
     def retrieve(
         self,
         collection: str,

@@ -57,6 +57,7 @@ from mrl_compress.adapters import (
     Vectors,
     collection_not_found,
     reservoir_sample,
+    vector_not_found,
 )
 from mrl_compress.adapters.qdrant import (
     check_quantize,
@@ -285,6 +286,34 @@ class EdgeStore:
                 yield to_batch(collection, records, names, fields, offset, with_payload)
             if offset is None:
                 return
+
+    def point_ids(self, collection: str, batch_size: int = 2048) -> Iterator[list[PointId]]:
+        edge = self._edge
+        name, _ = self._target(collection)
+        shard = self._open(name)
+        offset = None
+        while True:
+            request = edge.ScrollRequest(
+                offset=offset, limit=batch_size, with_payload=False, with_vector=False
+            )
+            records, offset = self._call(f"scroll '{collection}'", partial(shard.scroll, request))
+            if records:
+                yield [record.id for record in records]
+            if offset is None:
+                return
+
+    def count_having(self, collection: str, names: Sequence[str]) -> int:
+        edge = self._edge
+        name, fields = self._target(collection, names)
+        for field in names:
+            if field not in fields:
+                raise vector_not_found(collection, field, list(fields))
+        shard = self._open(name)
+        where = edge.Filter(must=[edge.HasVectorCondition(field) for field in names])
+        return int(self._call(
+            f"count points of '{collection}'",
+            lambda: shard.count(edge.CountRequest(exact=True, filter=where)),
+        ))  # fmt: skip
 
     def retrieve(
         self,

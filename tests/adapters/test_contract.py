@@ -15,7 +15,7 @@ from wordnet_sample import N_POINTS, OUTPUTS, encode, sparse_code, truncate
 
 from mrl_compress.adapters import VectorField, VectorStore, connect
 from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError
-from mrl_compress.outputs import Output
+from mrl_compress.outputs import Output, SparseBatch
 
 ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
 MILVUS_PENDING = not (ADAPTERS / "milvus.py").exists()
@@ -312,6 +312,27 @@ def test_reading_a_field_some_point_lacks_is_a_store_error(tiny):
     with pytest.raises(StoreError, match="point 2 of 'tiny' has no vector 'mrl_4'"):
         tiny.retrieve("tiny", [1, 2], ["full", "mrl_4"])
     assert tiny.retrieve("tiny", [3, 1], ["mrl_4"]).ids == [3, 1]
+
+
+def test_count_having_counts_points_with_every_field(tiny):
+    assert tiny.count_having("tiny", ["full"]) == 3
+    if in_place(tiny):
+        tiny.add_outputs("tiny", [Output("mrl_4", "dense", 4),
+                                  Output("csr_2", "sparse", 8, nonzeros=2)])
+        tiny.write_outputs("tiny", [1, 3], {"mrl_4": np.ones((2, 4))})  # point 2 has none
+        code = SparseBatch(np.array([[0, 3]], np.int32), np.array([[0.6, 0.8]], np.float32), 8)
+        tiny.write_outputs("tiny", [3], {"csr_2": code})
+        assert tiny.count_having("tiny", ["mrl_4"]) == 2
+        assert tiny.count_having("tiny", ["full", "mrl_4", "csr_2"]) == 1
+    with pytest.raises(NotFound, match="has no vector 'nope'"):
+        tiny.count_having("tiny", ["nope"])
+
+
+def test_point_ids_in_scan_order_without_reading_vectors(store):
+    scanned = [pid for b in store.iter_batches("docs", "full", batch_size=300) for pid in b.ids]
+    listed = [pid for chunk in store.point_ids("docs", batch_size=300) for pid in chunk]
+    assert listed == scanned
+    assert store.count_having("docs", ["full", "mrl_64", "csr"]) == N_POINTS
 
 
 def test_not_found_messages_word_for_word(tiny):

@@ -462,6 +462,24 @@ def test_verification_finds_a_wrong_vector(
     migration.checkpoint_path(artifact, "docs").unlink()
 
 
+def test_verification_counts_a_point_without_the_new_fields(
+    tmp_path: Path, glosses: Any, artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vectors, payloads = glosses
+    n = 300
+    uri = edge_docs(tmp_path / "edge", vectors[:n], payloads[:n])
+    args = ["--target", uri, "--collection", "docs", "--compressor", str(artifact)]
+    assert run_main(capsys, *args, "--verify", "10")[0] == 0
+    store = connect(uri)
+    store.upsert("docs", [n], {"": vectors[n : n + 1]}, [payloads[n]])  # written after
+    result = migration.verify(store, "docs", "docs", load(artifact), vector="", sample=5)
+    store.close()
+    assert not result.ok and result.points == n and result.listed == n + 1
+    assert result.problems[0] == (f"1 of {n + 1} points of 'docs' lack a new field "
+                                  "('mrl_32', 'mrl_64')")
+    migration.checkpoint_path(artifact, "docs").unlink()
+
+
 # ── sparse outputs (CSR) ─────────────────────────────────────────────────────────────────
 
 

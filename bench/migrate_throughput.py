@@ -5,7 +5,8 @@ For each engine: upsert N WordNet gloss vectors (MiniLM, 384-d, small payloads) 
 (mrl_32 + mrl_64) through :mod:`mrl_compress.adapters.migration`, with 1 and 2 workers.
 Qdrant Edge migrates in place; Milvus Lite copies (new collection, reconciliation pass).
 The write pass is timed from the progress callback; "total" adds reconciliation and the
-verification of a 1000-point sample.
+verification of a 1000-point sample. Each engine's figures are appended to
+bench/results/migrate.jsonl with the command and machine.
 
     python bench/migrate_throughput.py --n 100000 --milvus-n 20000
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -93,6 +96,12 @@ def main() -> None:
         row["n"] = n
         results[engine] = row
         print(engine, json.dumps(row, default=str, indent=1))
+        record = {"command": "python " + " ".join(sys.argv),
+                  "date": time.strftime("%Y-%m-%d %H:%M"),
+                  "machine": f"{platform.machine()} cpus={os.cpu_count()}",
+                  "load_avg": os.getloadavg(), "engine": engine, **row}
+        with open(Path(__file__).resolve().parent / "results" / "migrate.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

@@ -100,8 +100,7 @@ class MilvusStore:
 
     def describe(self, collection: str) -> CollectionInfo:
         """Counts, vector fields and aliases, read afresh (this also refreshes the cache)."""
-        self._schemas.pop(collection, None)
-        schema = self._schema(collection)
+        schema = self._schema(collection, fresh=True)
         rows = self._call(
             f"count the rows of '{collection}'",
             self._client.query,
@@ -447,24 +446,30 @@ class MilvusStore:
     def _exists(self, collection: str) -> bool:
         return bool(self._call("list collections", self._client.has_collection, collection))
 
-    def _schema(self, collection: str) -> _Schema:
+    def _schema(self, collection: str, fresh: bool = False) -> _Schema:
         """The collection's schema and indexes, cached until this store changes them.
 
         Another client changing a schema under the same name is not seen until
-        :meth:`describe` re-reads it.
+        :meth:`describe` re-reads it (``fresh``). The indexes (for each field's metric) are
+        re-read only when the fields changed: Milvus Lite takes ~0.7 s per index call at
+        20,000 rows, while describing the collection is instant.
         """
-        if collection in self._schemas:
-            return self._schemas[collection]
+        cached = self._schemas.get(collection)
+        if cached is not None and not fresh:
+            return cached
         if not self._exists(collection):
             names = self._call("list collections", self._client.list_collections)
             raise collection_not_found(collection, names)
         raw = self._call(f"describe '{collection}'", self._client.describe_collection, collection)
-        indexes = {}
-        for index_name in self._call("list indexes", self._client.list_indexes, collection):
-            info = self._call(
-                "describe an index", self._client.describe_index, collection, index_name
-            )
-            indexes[info["field_name"]] = info
+        if cached is not None and _identity(raw) == _identity(cached.raw):
+            indexes = cached.indexes
+        else:
+            indexes = {}
+            for index_name in self._call("list indexes", self._client.list_indexes, collection):
+                info = self._call(
+                    "describe an index", self._client.describe_index, collection, index_name
+                )
+                indexes[info["field_name"]] = info
         schema = _parse_schema(collection, raw, indexes)
         self._schemas[collection] = schema
         return schema
@@ -665,6 +670,13 @@ def _dtype(name: str) -> Any:
     from pymilvus import DataType
 
     return DataType[name]
+
+
+def _identity(raw: dict[str, Any]) -> tuple[Any, ...]:
+    """What must not change for cached indexes to still hold: which collection (an alias may
+    point elsewhere now), and its fields."""
+    fields = tuple(f["name"] for f in raw.get("fields", []))
+    return raw.get("collection_id"), raw.get("collection_name"), fields
 
 
 def _parse_schema(

@@ -117,8 +117,8 @@ def fit(
     target: Annotated[float | None, typer.Option(help="Keep the smallest output whose "
                                                  "neighbour recall@10 meets this.")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (method default).")] = None,
-    rotate: Annotated[bool, typer.Option(help="ads: select dimensions of a learned rotation "
-                                         "instead of the raw ones.")] = False,
+    rotate: Annotated[bool, typer.Option(help="ads: select dimensions of a rotation fitted "
+                                         "to the vectors instead of the raw ones.")] = False,
     option: Annotated[list[str] | None, typer.Option(
         help="A further training setting NAME=VALUE (repeatable), e.g. tau=0.05, "
              "sequential=true, init=pca; see docs/cli.md.")] = None,

@@ -442,14 +442,21 @@ def test_server_going_away_stops_cleanly_and_resume_finishes(
     store.close()
 
 
-def test_verification_finds_a_wrong_vector(
-    tmp_path: Path, glosses: Any, artifact: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def migrated_edge(tmp_path: Path, glosses: Any, artifact: Path,
+                  capsys: pytest.CaptureFixture[str], n: int) -> str:
+    """An Edge collection of ``n`` glosses, migrated in place by the CLI; its URI."""
     vectors, payloads = glosses
-    n = 300
     uri = edge_docs(tmp_path / "edge", vectors[:n], payloads[:n])
     args = ["--target", uri, "--collection", "docs", "--compressor", str(artifact)]
     assert run_main(capsys, *args, "--verify", "10")[0] == 0
+    return uri
+
+
+def test_verification_finds_a_wrong_vector(
+    tmp_path: Path, glosses: Any, artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vectors, _ = glosses
+    uri = migrated_edge(tmp_path, glosses, artifact, capsys, n=300)
     store = connect(uri)
     wrong = load(artifact).encode(vectors[:2])
     store.write_outputs("docs", [7], {"mrl_64": np.asarray(wrong["mrl_64"])[1:2]})
@@ -467,9 +474,7 @@ def test_verification_counts_a_point_without_the_new_fields(
 ) -> None:
     vectors, payloads = glosses
     n = 300
-    uri = edge_docs(tmp_path / "edge", vectors[:n], payloads[:n])
-    args = ["--target", uri, "--collection", "docs", "--compressor", str(artifact)]
-    assert run_main(capsys, *args, "--verify", "10")[0] == 0
+    uri = migrated_edge(tmp_path, glosses, artifact, capsys, n)
     store = connect(uri)
     store.upsert("docs", [n], {"": vectors[n : n + 1]}, [payloads[n]])  # written after
     result = migration.verify(store, "docs", "docs", load(artifact), vector="", sample=5)

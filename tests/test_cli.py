@@ -164,7 +164,7 @@ def test_bad_training_options(capsys, scifact: np.ndarray, tmp_path: Path) -> No
     assert code == 2 and err == "error: training setting tau: expected float | None, found 'warm'"
     code, err = bad_fit(capsys, tmp_path, scifact[:600], "--option", "init=random")
     assert code == 2
-    assert err == "error: training setting init: expected 'local' or 'pca', found 'random'"
+    assert err == "error: training setting init: expected 'auto', 'local' or 'pca', found 'random'"
     code, err = bad_fit(capsys, tmp_path, scifact[:600], "--option", "colour=1")
     assert code == 2 and err.startswith("error: unknown training setting(s) colour; expected")
     code, err = bad_fit(capsys, tmp_path, scifact[:600], "--option", "tau")

@@ -43,7 +43,7 @@ class TrainSettings:
     rotate: bool = False  # ads: select dimensions of a rotation (see init) instead of raw ones
     mix: float = 0.5  # fraction of query-like (blended) anchors, see trainer.query_like
     center: bool = False  # adaptor with init="pca": the uncentred PCA basis (see pca_basis)
-    init: str = "local"  # adaptor, ads --rotate: "local" (within-cluster scatter) or "pca"
+    init: str = "auto"  # adaptor, ads --rotate: "local", "pca" or "auto"; see starting_basis
     # adaptor: True trains the largest prefix first, then adds smaller ones (SMEC's SMRL);
     # False (default) trains all prefixes at once, which kept more at 64 d on wordnet-gloss
     sequential: bool = False
@@ -73,8 +73,8 @@ class TrainSettings:
             if not ok:
                 raise InvalidInput(f"training setting {f.name}: expected {kind}, "
                                    f"found {value!r}")
-        if self.init not in ("local", "pca"):
-            raise InvalidInput(f"training setting init: expected 'local' or 'pca', "
+        if self.init not in ("auto", "local", "pca"):
+            raise InvalidInput(f"training setting init: expected 'auto', 'local' or 'pca', "
                                f"found {self.init!r}")
 
 
@@ -90,6 +90,26 @@ def pca_basis(x: torch.Tensor, center: bool = True) -> tuple[torch.Tensor, torch
     cov = xc.t() @ xc / max(1, len(x) - 1)
     _, vecs = torch.linalg.eigh(cov)
     return mean, vecs.flip(1).float()
+
+
+LOCAL_MIN_CLUSTERS = 64
+
+
+def starting_basis(x: torch.Tensor, sampler: Sampler,
+                   s: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, basis) a rotation starts from: the within-cluster scatter's eigenvectors
+    ("local", see :meth:`Sampler.within_cluster_basis`) or PCA's ("pca").
+
+    "auto" takes "local" when the sample forms at least 64 clusters (~16k rows). Measured
+    (docs/benchmarks.md): on wordnet-gloss (100k rows, ~390 clusters) the local start kept
+    0.725 at 64 d untrained against PCA's 0.655, and 0.804 trained; on SciFact (4k rows, 16
+    clusters) and Cranfield (1.1k rows, 4 clusters) the few clusters barely localise and
+    PCA's start did better trained (0.889 vs 0.883, 0.938 vs 0.928).
+    """
+    local = s.init == "local" or (s.init == "auto" and len(sampler.counts) >= LOCAL_MIN_CLUSTERS)
+    if local:
+        return torch.zeros(x.shape[1], device=x.device), sampler.within_cluster_basis()
+    return pca_basis(x, center=s.center)
 
 
 def fit_truncate(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
@@ -109,10 +129,10 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     """Matryoshka-Adaptor / SMEC's SMRL, unsupervised: a map from the full vector to nested
     prefixes, trained to preserve each point's similarity ranking.
 
-    It starts from the eigenvectors of the within-cluster scatter (``init="local"``, see
-    :meth:`Sampler.within_cluster_basis`) rather than PCA's: on wordnet-gloss that start
-    alone kept 0.725 at 64 d (PCA 0.655); trained with the defaults it keeps 0.803 after a
-    54 s fit, where the PCA start (with the earlier defaults) needed 3600 steps and 264 s.
+    On a large enough sample it starts from the eigenvectors of the within-cluster scatter
+    rather than PCA's (:func:`starting_basis`): on wordnet-gloss that start alone kept 0.725
+    at 64 d (PCA 0.655); trained with the defaults it keeps 0.804 after a 58 s fit, where the
+    PCA start (with the earlier defaults) needed 3600 steps and 264 s.
 
     All nested prefixes are trained at once by default. ``sequential=True`` follows SMEC's
     SMRL instead: the largest prefix first, each later stage adding the next smaller one, so
@@ -122,10 +142,7 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     """
     x = F.normalize(x.to(device()).float(), dim=-1)
     sampler = Sampler.build(x, seed=s.seed)
-    if s.init == "pca":
-        mean, basis = pca_basis(x, center=s.center)
-    else:
-        mean, basis = torch.zeros(x.shape[1], device=x.device), sampler.within_cluster_basis()
+    mean, basis = starting_basis(x, sampler, s)
     model = DenseNested(mean.cpu(), s.dims, rotation=basis[:, : max(s.dims)].cpu(),
                         residual_hidden=s.residual_hidden)
     steps = s.steps or 1200
@@ -157,19 +174,17 @@ def fit_ads(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     Matryoshka-trained model) and decreasing second moment (right for most others) — judged
     by the ranking loss on a fixed evaluation draw, and the learned order is kept only if it
     beats that start on the same draw. With ``rotate`` the dimensions are those of a rotation:
-    the adaptor's starting basis (``init="local"``, the default) or PCA's (``init="pca"``).
+    the adaptor's starting basis (see :func:`starting_basis`).
     """
     dev = device()
     tau = s.tau or 0.05
     x = F.normalize(x.to(dev).float(), dim=-1)
     sampler = Sampler.build(x, seed=s.seed)
     zero = torch.zeros(x.shape[1], device=dev)
-    if not s.rotate:
-        mean, basis = (x.mean(0) if s.center else zero), None
-    elif s.init == "local":
-        mean, basis = zero, sampler.within_cluster_basis()
+    if s.rotate:
+        mean, basis = starting_basis(x, sampler, s)
     else:
-        mean, basis = pca_basis(x, center=s.center)
+        mean, basis = (x.mean(0) if s.center else zero), None
     y = (x - mean) @ basis if basis is not None else x - mean
     gen = torch.Generator().manual_seed(s.seed)
     fixed_draw = [sampler.draw(256, 2048, 2048) for _ in range(4)]

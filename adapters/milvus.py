@@ -196,7 +196,8 @@ class MilvusStore:
 
     def _rows_by_key(self, schema: _Schema, keys: list[Any],
                      outputs: list[str]) -> list[dict[str, Any]]:
-        """The rows of ``keys`` in that order; a row deleted since it was listed is skipped."""
+        """The rows of ``keys`` in that order, read 1,000 keys per query; a key without a
+        row (never written, or deleted since it was listed) is skipped."""
         if outputs == [schema.pk]:
             return [{schema.pk: key} for key in keys]
         found: dict[Any, dict[str, Any]] = {}
@@ -216,11 +217,7 @@ class MilvusStore:
         schema = self._schema(collection)
         names = self._names(schema, vectors[0] if vectors else None, vectors[1:])
         outputs = names + (schema.payload_fields if with_payload else [])
-        found: dict[PointId, dict[str, Any]] = {}
-        for start in range(0, len(ids), _WRITE_CHUNK):
-            for row in self._fetch(schema, ids[start : start + _WRITE_CHUNK], outputs):
-                found[row[schema.pk]] = row
-        rows = [found[pid] for pid in (_check_id(i, schema) for i in ids) if pid in found]
+        rows = self._rows_by_key(schema, [_check_id(i, schema) for i in ids], outputs)
         return self._batch(schema, rows, names, with_payload, None)
 
     def sample(self, collection: str, vector: str | None, n: int, seed: int = 0) -> np.ndarray:

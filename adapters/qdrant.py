@@ -504,8 +504,7 @@ class QdrantStore:
         models = self._models
         fields = self._fields(collection)
         for name in names:
-            if name not in fields:
-                raise vector_not_found(collection, name, list(fields))
+            field_of(collection, fields, name)  # NotFound for a missing field
         where = models.Filter(must=[models.HasVectorCondition(has_vector=n) for n in names])
         return int(self._call(
             f"count points of '{collection}'",

@@ -57,7 +57,6 @@ from mrl_compress.adapters import (
     Vectors,
     collection_not_found,
     reservoir_sample,
-    vector_not_found,
 )
 from mrl_compress.adapters.qdrant import (
     check_quantize,
@@ -286,11 +285,11 @@ class EdgeStore:
         shard = self._open(name)
         while True:
             parts: list[Batch] = []
-            while sum(len(p.ids) for p in parts) < batch_size:
-                want = batch_size - sum(len(p.ids) for p in parts)
+            got = 0
+            while got < batch_size:
                 request = edge.ScrollRequest(
-                    offset=offset, limit=min(SCROLL_CHUNK, want), with_payload=with_payload,
-                    with_vector=names,
+                    offset=offset, limit=min(SCROLL_CHUNK, batch_size - got),
+                    with_payload=with_payload, with_vector=names,
                 )  # fmt: skip
                 records, offset = self._call(
                     f"scroll '{collection}'", partial(shard.scroll, request)
@@ -298,6 +297,7 @@ class EdgeStore:
                 if records:  # converted now, while the engine's lists are fresh in cache
                     parts.append(to_batch(collection, records, names, fields, offset,
                                           with_payload))  # fmt: skip
+                    got += len(records)
                 if offset is None:
                     break
             if parts:
@@ -324,8 +324,7 @@ class EdgeStore:
         edge = self._edge
         name, fields = self._target(collection, names)
         for field in names:
-            if field not in fields:
-                raise vector_not_found(collection, field, list(fields))
+            field_of(collection, fields, field)  # NotFound for a missing field
         shard = self._open(name)
         where = edge.Filter(must=[edge.HasVectorCondition(field) for field in names])
         return int(self._call(

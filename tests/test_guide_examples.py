@@ -8,14 +8,12 @@ reader's LangChain ``Embeddings``) answers SciFact texts with their stored MiniL
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "adapters"))
-from scifact_sample import corpus, langchain_payloads, stored_embeddings  # noqa: E402
+from tests.adapters.scifact_sample import corpus, langchain_payloads, stored_embeddings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

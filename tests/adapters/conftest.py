@@ -8,7 +8,8 @@ from itertools import islice
 
 import numpy as np
 import pytest
-from wordnet_sample import DATA, N_POINTS, N_QUERIES, normalise
+
+from tests.adapters.wordnet_sample import DATA, N_POINTS, N_QUERIES, normalise
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wordnet_sample import N_POINTS, OUTPUTS, encode, sparse_code, truncate
 
 from mrl_compress.adapters import VectorField, VectorStore, connect
 from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError
 from mrl_compress.outputs import Output, SparseBatch
+from tests.adapters.wordnet_sample import N_POINTS, OUTPUTS, encode, sparse_code, truncate
 
 ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
 MILVUS_PENDING = not (ADAPTERS / "milvus.py").exists()

@@ -16,20 +16,20 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
-from scifact_sample import (
-    artifact as fit_artifact,
-)
-from scifact_sample import (
-    build_edge,
-    corpus,
-    langchain_payloads,
-    stored_embeddings,
-)
 
 import mrl_compress
 from mrl_compress.adapters import VectorField, connect
 from mrl_compress.adapters.langchain import METADATA_KEY, MatryoshkaRetriever
 from mrl_compress.errors import InvalidInput
+from tests.adapters.scifact_sample import (
+    artifact as fit_artifact,
+)
+from tests.adapters.scifact_sample import (
+    build_edge,
+    corpus,
+    langchain_payloads,
+    stored_embeddings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -293,7 +293,7 @@ def test_a_query_through_the_retriever_imports_no_torch() -> None:
     code = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
-from scifact_sample import corpus, stored_embeddings
+from tests.adapters.scifact_sample import corpus, stored_embeddings
 from mrl_compress import load
 from mrl_compress.adapters.langchain import MatryoshkaRetriever
 retriever = MatryoshkaRetriever.from_store({uri!r}, collection="docs",

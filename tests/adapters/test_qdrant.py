@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 from langchain_qdrant import QdrantVectorStore
-from wordnet_sample import OUTPUTS, encode
 
 from mrl_compress.adapters import connect
 from mrl_compress.adapters.qdrant import QdrantStore
 from mrl_compress.adapters.qdrant_edge import EdgeStore
 from mrl_compress.errors import InvalidInput, StoreError
+from tests.adapters.wordnet_sample import OUTPUTS, encode
 
 N = 200
 

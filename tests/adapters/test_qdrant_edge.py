@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from wordnet_sample import DATA, OUTPUTS, encode, normalise
 
 from mrl_compress.adapters import VectorField
 from mrl_compress.adapters.qdrant_edge import EdgeStore
+from tests.adapters.wordnet_sample import DATA, OUTPUTS, encode, normalise
 
 FULL = [VectorField("", "dense", 384, "cosine")]
 

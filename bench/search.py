@@ -25,7 +25,8 @@ Two-stage latency includes encoding the query with the compressor of its stage 1
 application does that too). Configurations:
 
 * adapter (``EdgeStore.search`` / ``two_stage_search``): full; mrl_64 and csr_32 stage 1 at
-  each ``--oversample``;
+  each ``--oversample``; with ``--int8 mrl_128``, that output added with ``quantize="int8"``
+  as stage 1 at each ``--int8-oversample``;
 * engine knobs (the Edge shard called directly with the same requests, no payload):
   full; mrl_64 stage 1 with ``hnsw_ef`` = shortlist size; full search with the same
   ``hnsw_ef`` (equal beam width); mrl_64 stage 1 exact (brute force, only up to
@@ -240,9 +241,13 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     store = connect(f"edge:{root}")
     store.create_collection(COLLECTION, [VectorField("dense", "dense", x.shape[1], "cosine")])
     store.add_outputs(COLLECTION, [dense.outputs[0], sparse.outputs[0]])
+    fields = [("dense", x), ("mrl_64", enc["mrl_64"]), ("csr_32", enc["csr_32"])]
+    if args.int8:  # a larger prefix, scalar-quantized: its index holds 1 byte per dimension
+        store.add_outputs(COLLECTION, [dense.output(args.int8)], quantize="int8")
+        fields.append((args.int8, enc[args.int8]))
     row: dict[str, Any] = {"engine": "qdrant-edge", "points": n, "insert_seconds": {}}
     step = 10000
-    for name, values in (("dense", x), ("mrl_64", enc["mrl_64"]), ("csr_32", enc["csr_32"])):
+    for name, values in fields:
         started = time.perf_counter()
         for start in range(0, n, step):
             ids = list(range(start, min(n, start + step)))
@@ -262,12 +267,17 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     info = shard.info()
     row["shard_info"] = {"segments": info.segments_count, "points": info.points_count,
                          "indexed_vectors": info.indexed_vectors_count}
-    row["memory"] = field_disk(root / COLLECTION, ["dense", "mrl_64", "csr_32"], n)
+    row["memory"] = field_disk(root / COLLECTION, [name for name, _ in fields], n)
     row["memory"]["vector_bytes_per_point"] = {
         "dense": field_bytes(Output("dense", "dense", x.shape[1]), x[:1]),
         "mrl_64": field_bytes(dense.outputs[0], enc["mrl_64"]),
         "csr_32": field_bytes(sparse.outputs[0], enc["csr_32"]),
     }
+    if args.int8:
+        row["memory"]["vector_bytes_per_point"][args.int8] = {
+            "nominal": dense.output(args.int8).bytes_per_vector(),
+            "int8_index": dense.output(args.int8).bytes_per_vector("int8"),
+        }
 
     def ids_of(hits: Any) -> list[int]:
         return [int(h.id) for h in hits]
@@ -291,6 +301,10 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     for os_ in args.oversample:
         configs[f"mrl_64 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
             COLLECTION, q[i : i + 1], "mrl_64", qenc(i, "mrl_64"), K, oversample=o,
+            full_vector="dense")[0])
+    for os_ in args.int8_oversample if args.int8 else []:
+        configs[f"{args.int8} int8 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
+            COLLECTION, q[i : i + 1], args.int8, qenc(i, args.int8), K, oversample=o,
             full_vector="dense")[0])
     for os_ in args.oversample:
         configs[f"csr_32 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
@@ -394,6 +408,10 @@ def main() -> None:
     p.add_argument("--noise", type=float, default=0.01, help="per-dim std of the tiling noise")
     p.add_argument("--compressor", help="saved dense artifact with an mrl_64 output")
     p.add_argument("--csr", help="saved csr artifact with a csr_32 output")
+    p.add_argument("--int8", default="",
+                   help="an output of --compressor (e.g. mrl_128) to add as a stage 1 with "
+                        "int8 scalar quantization on Edge; empty: none")
+    p.add_argument("--int8-oversample", default="5,10")
     p.add_argument("--csr-steps", type=int, default=200)
     p.add_argument("--exact-max", type=int, default=200000)
     p.add_argument("--warmup", type=int, default=20)
@@ -404,6 +422,7 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "search.json"))
     args = p.parse_args()
     args.oversample = [int(v) for v in args.oversample.split(",")]
+    args.int8_oversample = [int(v) for v in args.int8_oversample.split(",")]
     args.milvus_oversample = [int(v) for v in args.milvus_oversample.split(",")]
     sizes = [int(v) for v in args.sizes.split(",")]
 
@@ -421,7 +440,7 @@ def main() -> None:
     def qenc(i: int, output: str) -> Any:
         """Encode query i now with the compressor of ``output`` alone (timed inside the
         two-stage call, as an application would do)."""
-        model = dense if output == "mrl_64" else sparse
+        model = sparse if output == "csr_32" else dense
         return model.encode(q_all[i : i + 1])[output]
 
     # Query-encoding cost on its own.

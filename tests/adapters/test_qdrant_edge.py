@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from mrl_compress.adapters import VectorField
 from mrl_compress.adapters.qdrant_edge import EdgeStore
@@ -33,12 +34,16 @@ def test_collections_and_aliases_survive_reopening(tmp_path, vectors, payloads):
     again.close()
 
 
-def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries):
-    """12k points pass Edge's indexing threshold, so this searches real HNSW segments."""
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries, quantize):
+    """12k points pass Edge's indexing threshold, so this searches real HNSW segments; with
+    int8 the stage-1 graph is searched on quantized vectors (the configuration
+    docs/benchmarks.md measured fastest) and must still find the exact shortlist."""
     n = 12_000
     stored = normalise(np.asarray(np.load(DATA / "corpus.minilm.f16.npy", mmap_mode="r")[:n]))
     store = EdgeStore(f"edge:{tmp_path}")
-    store.create_collection("big", FULL + [VectorField("mrl_64", "dense", 64, "cosine")])
+    store.create_collection("big", FULL)
+    store.add_outputs("big", [o for o in OUTPUTS if o.name == "mrl_64"], quantize=quantize)
     small = encode(stored)["mrl_64"]
     store.upsert("big", list(range(n)), {"": stored, "mrl_64": small})
     store.optimize("big")

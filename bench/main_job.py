@@ -241,11 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     say(f"single-stage neighbour recall of mrl_64 on held-out documents: adaptor "
         f"{recall_64('adaptor'):.3f}, pca {recall_64('pca'):.3f}")  # fmt: skip
 
-    # 3. migrate: write the outputs beside every stored vector, in place
+    # 3. migrate: write the outputs beside every stored vector, in place; the dense outputs
+    # indexed as int8, the fastest stage 1 measured on Qdrant (docs/benchmarks.md, Search)
+    quantized = {dense: "int8", "csr": None}
     for method in (dense, "csr"):
         path = fits[method].compressor.save(args.out / f"{method}.mrlc")
         started = time.perf_counter()
-        plan = migration.plan(uri, COLLECTION, path, store=store,
+        plan = migration.plan(uri, COLLECTION, path, store=store, quantize=quantized[method],
                               checkpoint=args.out / f"{method}.checkpoint.json")  # fmt: skip
         report = migration.run(plan, store=store)
         report.raise_if_failed()
@@ -276,8 +278,11 @@ def main(argv: list[str] | None = None) -> int:
             return [d.metadata["doc_id"] for d in retriever.invoke(text)]
 
         ranked, ms = timed(two_stage, task)
-        label = f"{method} {stage1} → rerank {10 * args.oversample} on full"
-        rows.append((label, compressor.output(stage1).bytes_per_vector(), ndcg10(ranked, task), ms))
+        quantize = quantized[method]
+        label = f"{method} {stage1}{' ' + quantize if quantize else ''} → rerank " \
+                f"{10 * args.oversample} on full"
+        nbytes = compressor.output(stage1).bytes_per_vector(quantize)
+        rows.append((label, nbytes, ndcg10(ranked, task), ms))
 
     say("")
     say(f"| {'search':<42} | stage-1 bytes/point | nDCG@10 | kept   | median ms/query |")

@@ -176,13 +176,15 @@ def interleaved(configs: dict[str, Callable[[int], list[int]]], n_queries: int,
     and 3,042 q/s in the slot two calls after it (bench/results/search-adaptor-1m-v2.json).
     """
     names = list(configs)
-    stride = max(1, n_queries // len(names))
+    assert len(names) <= n_queries, "fewer queries than configurations: raise --queries"
+    stride = n_queries // len(names)
     lat: dict[str, list[float]] = {name: [] for name in names}
     ids: dict[str, list[list[int]]] = {name: [[] for _ in range(n_queries)] for name in names}
     for i in range(-warmup, n_queries):
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
-            query = (max(i, 0) + names.index(name) * stride) % n_queries
+            # warm-up rounds walk through the queries too (a warm index, not one warm query)
+            query = (i + names.index(name) * stride) % n_queries
             started = time.perf_counter()
             found = configs[name](query)
             took = time.perf_counter() - started
@@ -414,7 +416,8 @@ def main() -> None:
     p.add_argument("--int8-oversample", default="5,10")
     p.add_argument("--csr-steps", type=int, default=200)
     p.add_argument("--exact-max", type=int, default=200000)
-    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=20,
+                   help="untimed rounds first, over the queries in turn (300: a whole pass)")
     p.add_argument("--budget", type=float, default=900.0,
                    help="seconds for all Edge sizes; a size predicted to overrun is skipped")
     p.add_argument("--root", default="/tmp/mrl-search")
@@ -434,6 +437,8 @@ def main() -> None:
         "edge": [], "skipped": [],
     }
     dense, sparse, report["compressors"] = compressors(args)
+    if args.int8:
+        dense.output(args.int8)  # an unknown output fails now, not after the corpus is built
     log("compressors ready", report["compressors"]["provider"])
     q_all = queries(args.queries)
 

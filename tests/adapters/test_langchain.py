@@ -292,7 +292,7 @@ def test_a_query_through_the_retriever_imports_no_torch() -> None:
     path = fit_artifact(workdir())
     code = f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
 from tests.adapters.scifact_sample import corpus, stored_embeddings
 from mrl_compress import load
 from mrl_compress.adapters.langchain import MatryoshkaRetriever

@@ -42,8 +42,11 @@ def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries, quantiz
     n = 12_000
     stored = normalise(np.asarray(np.load(DATA / "corpus.minilm.f16.npy", mmap_mode="r")[:n]))
     store = EdgeStore(f"edge:{tmp_path}")
-    store.create_collection("big", FULL)
-    store.add_outputs("big", [o for o in OUTPUTS if o.name == "mrl_64"], quantize=quantize)
+    if quantize is None:  # the field declared with the collection
+        store.create_collection("big", FULL + [VectorField("mrl_64", "dense", 64, "cosine")])
+    else:  # the field added later, as a migration does
+        store.create_collection("big", FULL)
+        store.add_outputs("big", [o for o in OUTPUTS if o.name == "mrl_64"], quantize=quantize)
     small = encode(stored)["mrl_64"]
     store.upsert("big", list(range(n)), {"": stored, "mrl_64": small})
     store.optimize("big")

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{recall_64('adaptor'):.3f}, pca {recall_64('pca'):.3f}")  # fmt: skip
 
     # 3. migrate: write the outputs beside every stored vector, in place; the dense outputs
-    # indexed as int8, the fastest stage 1 measured on Qdrant (docs/benchmarks.md, Search)
+    # indexed as int8, the best stage 1 measured on Qdrant (docs/benchmarks.md, Search)
     quantized = {dense: "int8", "csr": None}
     for method in (dense, "csr"):
         path = fits[method].compressor.save(args.out / f"{method}.mrlc")

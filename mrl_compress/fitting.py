@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from mrl_compress.compressor import Compressor
 from mrl_compress.errors import InvalidInput, require
 from mrl_compress.outputs import Output
 from mrl_compress.vectors import validate
+
+if TYPE_CHECKING:  # torch is imported only when training
+    from mrl_compress.training.models import DenseNested, SparseTopK
 
 MIN_ROWS = 256
 Progress = Callable[[int, int, float], None]
@@ -108,7 +112,7 @@ def fit(
         method=method, input_dim=dim, outputs=outputs, settings=settings,
         fingerprint=Fingerprint.of(train),
     )
-    compressor = Compressor(manifest, weights_of(model), export(model, dim, outputs))  # type: ignore[arg-type]
+    compressor = Compressor(manifest, weights_of(model), export(model, dim, outputs))
 
     docs = train[: eval_docs]
     rows = retention.measure(compressor.encode, outputs, x[held_idx], docs)
@@ -117,9 +121,11 @@ def fit(
         result.chosen, result.reason = retention.choose(rows, outputs, target)
         if result.chosen is not None:
             chosen = result.chosen
-            model.keep_only(chosen.size if chosen.kind == "dense" else chosen.nonzeros)  # type: ignore[attr-defined]
+            keep = chosen.nonzeros if chosen.kind == "sparse" else chosen.size
+            assert keep is not None  # a sparse output always records its k
+            model.keep_only(keep)
             manifest.outputs = [chosen]
-            compressor = Compressor(manifest, weights_of(model), export(model, dim, [chosen]))  # type: ignore[arg-type]
+            compressor = Compressor(manifest, weights_of(model), export(model, dim, [chosen]))
             result.compressor = compressor
     manifest.retention = [r.to_json() for r in rows]
     result.seconds = time.perf_counter() - started
@@ -129,7 +135,7 @@ def fit(
 
 def _train(method: str, train: np.ndarray, outputs: list[Output],
            pairs: tuple[np.ndarray, np.ndarray] | None, progress: Progress | None,
-           **options: object) -> tuple[object, dict[str, object]]:
+           **options: object) -> tuple[DenseNested | SparseTopK, dict[str, object]]:
     require("torch", "train")
     import torch
 

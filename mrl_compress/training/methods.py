@@ -266,9 +266,9 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: cosine_decay(t, steps))
     sampler = Sampler.build(x, seed=s.seed)
     silent = torch.zeros(hidden, device=dev)
+    anchors, candidates = s.anchors or 256, s.candidates or 1536
     for step in range(steps):
-        candidates = s.candidates or 1536
-        a, c = sampler.draw(s.anchors or 256, candidates // 2, candidates // 2)
+        a, c = sampler.draw(anchors, candidates // 2, candidates // 2)
         a, c = a.to(dev), c.to(dev)
         xa = x[a]
         pre = model.pre_activation(xa)
@@ -318,7 +318,9 @@ def _offset(progress: Progress | None, done: int, total: int) -> Progress | None
     return lambda step, _steps, loss: progress(done + step, total, loss)
 
 
-TRAINERS: dict[str, Callable[[torch.Tensor, TrainSettings, Pairs, Progress | None], object]] = {
+Trainer = Callable[[torch.Tensor, TrainSettings, Pairs, Progress | None], DenseNested | SparseTopK]
+
+TRAINERS: dict[str, Trainer] = {
     "truncate": fit_truncate,
     "pca": fit_pca,
     "ads": fit_ads,

@@ -56,3 +56,17 @@ def stsb(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         gold = np.array([json.loads(line)["score"] for line in f], dtype=np.float64)
     a, b = (_f32(root / f"{split}.{side}.minilm.f16.npy") for side in ("s1", "s2"))
     return a, b, gold
+
+
+def held_out_pairs(name: str, model: str = "minilm") -> tuple[np.ndarray, np.ndarray]:
+    """Query/document vector pairs from a BEIR set's train qrels, minus every pair whose
+    document is relevant to a test query: a supervised fit then never sees a test query's
+    relevant document (issue 2's rule), and every test query can still be scored."""
+    train, test = beir(name, model, "train"), beir(name, model, "test")
+    tested = {doc for docs in test.qrels.values() for doc in docs}
+    row_of_doc = {doc: i for i, doc in enumerate(train.corpus_ids)}
+    row_of_query = {q: i for i, q in enumerate(train.query_ids)}
+    pairs = [(row_of_query[q], row_of_doc[d]) for q, docs in train.qrels.items()
+             for d in docs if d not in tested]
+    qi, di = (np.array(side) for side in zip(*pairs, strict=True))
+    return train.queries[qi], train.corpus[di]

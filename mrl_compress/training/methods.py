@@ -53,6 +53,7 @@ class TrainSettings:
     anchors: int | None = None
     candidates: int | None = None
     csr_similarity: float = 1.0
+    pair_weight: float = 0.1  # weight of the ranking loss on --pairs (adaptor, csr)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -156,6 +157,7 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     for i, (stage_dims, n) in enumerate(zip(stages, per_stage, strict=True)):
         model.dims = stage_dims
         model = train_dense(model, x, n, lr=s.lr or 2e-3, tau=s.tau or 0.08, mix=s.mix, pairs=pairs,
+                            pair_weight=s.pair_weight,
                             anchors=s.anchors or 512, hard=candidates // 2,
                             random=candidates // 2, sampler=sampler, seed=s.seed + i,
                             progress=_offset(progress, done, steps))
@@ -297,7 +299,7 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
             q, d = pairs[0][idx].to(dev), pairs[1][idx].to(dev)
             hq = F.normalize(model.codes(model.pre_activation(q), k), dim=-1)
             hd = F.normalize(model.codes(model.pre_activation(d), k), dim=-1)
-            loss = loss + 0.1 * losses.ranking(hq, hd)
+            loss = loss + s.pair_weight * losses.ranking(hq, hd)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -290,11 +290,11 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     def nearest(vec: Any, using: str) -> Any:
         return edge.Query.Nearest(vec, using=using)
 
-    def raw_two_stage(i: int, limit: int, params: Any) -> list[int]:
-        small = qenc(i, "mrl_64")[0].tolist()
+    def raw_two_stage(i: int, limit: int, params: Any, using: str = "mrl_64") -> list[int]:
+        small = qenc(i, using)[0].tolist()
         return raw(edge.QueryRequest(
             limit=K, with_payload=False, query=nearest(q[i].tolist(), "dense"),
-            prefetches=[edge.Prefetch(limit=limit, query=nearest(small, "mrl_64"),
+            prefetches=[edge.Prefetch(limit=limit, query=nearest(small, using),
                                       params=params)]))
 
     configs: dict[str, Callable[[int], list[int]]] = {
@@ -321,6 +321,13 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
         configs[f"raw full ef={K * os_}"] = lambda i, o=os_: raw(edge.QueryRequest(
             limit=K, with_payload=False, query=nearest(q[i].tolist(), "dense"),
             params=edge.SearchParams(hnsw_ef=K * o)))
+    for os_ in args.int8_oversample if args.int8 else []:
+        # stage 1 on the int8 index, with and without the engine re-scoring its shortlist by
+        # the float vectors of the same field (stage 2 re-scores it by the full vector anyway)
+        for rescore in (True, False):
+            configs[f"raw {args.int8} int8 x{os_} rescore={rescore}"] = (
+                lambda i, o=os_, r=rescore: raw_two_stage(i, K * o, edge.SearchParams(
+                    quantization=edge.QuantizationSearchParams(rescore=r)), using=args.int8))
     if n <= args.exact_max:
         top = max(args.oversample)
         configs[f"raw mrl_64 x{top} exact"] = lambda i, o=top: raw_two_stage(

@@ -108,10 +108,23 @@ def test_target_serves_the_chosen_output_alone(scifact: np.ndarray, method: str,
                                every.compressor.encode(probe)[kept.name], atol=1e-5)
 
 
-def test_pairs_add_a_ranking_loss(scifact: np.ndarray) -> None:
+@pytest.mark.parametrize("method", ["adaptor", "csr"])
+def test_pairs_add_a_ranking_loss(method: str, scifact: np.ndarray) -> None:
     import mrl_compress
 
-    q, d = scifact[:200] + 0.01, scifact[:200]
-    result = mrl_compress.fit(scifact[:1500], "adaptor", dims=(32,), steps=5, pairs=(q, d),
-                              holdout=200)
+    q, d = scifact[:200] + 0.01, scifact[:200]  # the documents are stored vectors too
+    result = mrl_compress.fit(scifact[:1500], method, dims=(32,), k=(8,), hidden=256, steps=5,
+                              pairs=(q, d), holdout=200)
     assert result.compressor.manifest.settings["supervised"] is True
+
+
+def test_ranking_loss_does_not_count_a_documents_stored_copy_as_a_negative() -> None:
+    from mrl_compress.training import losses
+
+    docs = torch.eye(8, 16)
+    queries = docs.clone()  # each query matches its document and nothing else
+    alone = losses.ranking(queries, docs)
+    copies = losses.ranking(queries, docs, negatives=docs)  # the corpus holds the documents
+    masked = losses.ranking(queries, docs, negatives=docs, duplicate=torch.eye(8).bool())
+    assert alone.item() < 1e-6 and masked.item() < 1e-6
+    assert copies.item() == pytest.approx(np.log(2), abs=1e-4)  # a tie with itself

@@ -24,9 +24,18 @@ def similarity_preservation(
     return F.kl_div(log_pred, target, reduction="batchmean")
 
 
-def ranking(queries: torch.Tensor, docs: torch.Tensor, tau: float = 0.05) -> torch.Tensor:
-    """InfoNCE: query i's document is docs[i]; the other documents of the batch are negatives."""
+def ranking(queries: torch.Tensor, docs: torch.Tensor, tau: float = 0.05,
+            negatives: torch.Tensor | None = None,
+            duplicate: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE: query i's document is docs[i]; the other documents of the batch are negatives,
+    and so are ``negatives`` (stored vectors) where given, except those ``duplicate`` marks
+    (a (queries, negatives) mask: the stored copy of a query's own document)."""
     logits = queries @ docs.t() / tau
+    if negatives is not None:
+        extra = queries @ negatives.t() / tau
+        if duplicate is not None:
+            extra = extra.masked_fill(duplicate, -1e4)
+        logits = torch.cat([logits, extra], dim=1)
     labels = torch.arange(len(queries), device=queries.device)
     return F.cross_entropy(logits, labels)
 

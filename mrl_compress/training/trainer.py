@@ -142,6 +142,7 @@ def train_dense(
     mix: float = 0.5,
     pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
     pair_weight: float = 0.1,
+    corpus_negatives: bool = True,
     sampler: Sampler | None = None,
     seed: int = 0,
     progress: Progress | None = None,
@@ -166,8 +167,12 @@ def train_dense(
         if pairs is not None:
             idx = torch.randint(0, len(pairs[0]), (min(256, len(pairs[0])),), generator=pair_gen)
             q, d = pairs[0][idx].to(dev), pairs[1][idx].to(dev)
-            for zq, zd in zip(model(q), model(d), strict=True):
-                loss = loss + pair_weight * losses.ranking(zq, zd) / len(model.dims)
+            xc = x[c] if corpus_negatives else None
+            dup = (F.normalize(d, dim=-1) @ xc.t() > 0.9999) if xc is not None else None
+            zcs = model(xc) if xc is not None else [None] * len(model.dims)
+            for zq, zd, zc in zip(model(q), model(d), zcs, strict=True):
+                loss = loss + pair_weight * losses.ranking(
+                    zq, zd, negatives=zc, duplicate=dup) / len(model.dims)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -70,6 +70,7 @@ from mrl_compress.adapters.qdrant import (
     read_names,
     rerank_vector,
     same_length,
+    shortlist_params,
     to_batch,
     vector_rows,
 )
@@ -577,6 +578,7 @@ class EdgeStore:
                         limit=k * oversample,
                         query=edge.Query.Nearest(small, using=stage1),
                         filter=where,
+                        params=shortlist_params(edge),
                     )
                 ],
                 query=edge.Query.Nearest(big, using=full),

@@ -38,6 +38,24 @@ def test_cli_worked_example_runs(scifact: np.ndarray, tmp_path: Path,
         assert z["mrl_64"].shape == (1500, 64)
 
 
+def test_cli_pairs_example_runs(scifact: np.ndarray, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import mrl_compress
+
+    monkeypatch.chdir(tmp_path)
+    np.save("vectors.npy", scifact[:1500].astype(np.float16))
+    np.savez("pairs.npz", queries=scifact[1500:1700] + 0.01, documents=scifact[1500:1700])
+    commands = examples("cli.md")["cli-pairs"]
+    assert [c[0] for c in commands] == ["fit", "inspect"]
+    for argv in commands:
+        try:
+            main(argv)
+        except SystemExit as e:
+            assert e.code in (0, None), argv
+    settings = mrl_compress.load("supervised.mrlc").manifest.settings
+    assert settings["supervised"] is True and settings["corpus_negatives"] is True
+
+
 def test_artifacts_python_example_runs(fitted: dict, scifact: np.ndarray, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

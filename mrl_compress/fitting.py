@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # torch is imported only when training
     from mrl_compress.training.models import DenseNested, SparseTopK
 
 MIN_ROWS = 256
+LEARNS_FROM_PAIRS = ("adaptor", "csr")  # the methods whose loss has a ranking term for --pairs
 Progress = Callable[[int, int, float], None]
 
 
@@ -94,6 +95,9 @@ def fit(
     if len(x) - holdout < MIN_ROWS:
         raise InvalidInput(f"source vectors: need at least {MIN_ROWS + holdout} valid rows to "
                            f"fit and measure, found {len(x)}")
+    if pairs is not None and method not in LEARNS_FROM_PAIRS:
+        raise InvalidInput(f"--pairs: method '{method}' learns nothing from pairs; use "
+                           f"{' or '.join(LEARNS_FROM_PAIRS)}, or fit without --pairs")
     if pairs is not None:
         pairs = (validate(pairs[0], dim=dim, what="pair queries").vectors,
                  validate(pairs[1], dim=dim, what="pair documents").vectors)

@@ -118,13 +118,37 @@ def test_pairs_add_a_ranking_loss(method: str, scifact: np.ndarray) -> None:
     assert result.compressor.manifest.settings["supervised"] is True
 
 
-def test_ranking_loss_does_not_count_a_documents_stored_copy_as_a_negative() -> None:
+def test_ranking_loss_does_not_count_a_copy_of_a_pairs_document_as_a_negative() -> None:
     from mrl_compress.training import losses
 
     docs = torch.eye(8, 16)
     queries = docs.clone()  # each query matches its document and nothing else
+    stored = docs[:4].clone()  # the corpus holds the first four documents
+    columns = torch.cat([docs, stored])
     alone = losses.ranking(queries, docs)
-    copies = losses.ranking(queries, docs, negatives=docs)  # the corpus holds the documents
-    masked = losses.ranking(queries, docs, negatives=docs, duplicate=torch.eye(8).bool())
-    assert alone.item() < 1e-6 and masked.item() < 1e-6
-    assert copies.item() == pytest.approx(np.log(2), abs=1e-4)  # a tie with itself
+    copies = losses.ranking(queries, columns)
+    masked = losses.no_negatives(queries, docs, stored)
+    assert masked.shape == (8, 12) and masked.sum() == 4 and masked[:4, 8:].diagonal().all()
+    assert alone.item() < 1e-6
+    assert losses.ranking(queries, columns, masked=masked).item() < 1e-6
+    assert copies.item() == pytest.approx(np.log(2) / 2, abs=1e-4)  # four rows tie with a copy
+
+
+def test_pairs_drawn_twice_or_sharing_a_document_are_not_each_others_negatives() -> None:
+    from mrl_compress.training import losses
+
+    docs = torch.eye(4, 16)[[0, 1, 1, 2]]  # pairs 1 and 2: two queries, one document
+    queries = torch.eye(16)[[8, 9, 10, 8]]  # pairs 0 and 3: one query, two documents
+    masked = losses.no_negatives(queries, docs)
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[1, 2] = expected[2, 1] = expected[0, 3] = expected[3, 0] = True
+    assert torch.equal(masked, expected)
+
+
+def test_pairs_are_refused_by_a_method_that_does_not_learn_from_them(
+        scifact: np.ndarray) -> None:
+    import mrl_compress
+    from mrl_compress.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="learns nothing from pairs"):
+        mrl_compress.fit(scifact[:1500], "pca", dims=(32,), pairs=(scifact[:10], scifact[:10]))

@@ -25,19 +25,27 @@ def similarity_preservation(
 
 
 def ranking(queries: torch.Tensor, docs: torch.Tensor, tau: float = 0.05,
-            negatives: torch.Tensor | None = None,
-            duplicate: torch.Tensor | None = None) -> torch.Tensor:
-    """InfoNCE: query i's document is docs[i]; the other documents of the batch are negatives,
-    and so are ``negatives`` (stored vectors) where given, except those ``duplicate`` marks
-    (a (queries, negatives) mask: the stored copy of a query's own document)."""
+            masked: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE: query i's document is docs[i]; every other column of ``docs`` (the batch's
+    other documents, then any extra negatives) is a negative unless ``masked`` marks it."""
     logits = queries @ docs.t() / tau
-    if negatives is not None:
-        extra = queries @ negatives.t() / tau
-        if duplicate is not None:
-            extra = extra.masked_fill(duplicate, -1e4)
-        logits = torch.cat([logits, extra], dim=1)
+    if masked is not None:
+        logits = logits.masked_fill(masked, -1e4)
     labels = torch.arange(len(queries), device=queries.device)
     return F.cross_entropy(logits, labels)
+
+
+def no_negatives(queries: torch.Tensor, docs: torch.Tensor,
+                 extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Mask of the columns of ``[docs | extra]`` that are no negatives of pair i: a copy of
+    its own document (the same document drawn for another query, or its stored vector among
+    ``extra``), or another document of its own query. Input vectors, not projections."""
+    same = 1 - 1e-4  # cosine of two copies of one vector, after float16 storage
+    q, d = F.normalize(queries, dim=-1), F.normalize(docs, dim=-1)
+    masked = (d @ d.t() > same) | (q @ q.t() > same)
+    if extra is not None:
+        masked = torch.cat([masked, d @ F.normalize(extra, dim=-1).t() > same], dim=1)
+    return masked.fill_diagonal_(False)  # each row's own pair is its positive
 
 
 def reconstruction(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from mrl_compress.training.trainer import (
     Sampler,
     cosine_decay,
     device,
+    draw_pairs,
     query_like,
     train_dense,
 )
@@ -164,7 +165,7 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     for i, (stage_dims, n) in enumerate(zip(stages, per_stage, strict=True)):
         model.dims = stage_dims
         model = train_dense(model, x, n, lr=s.lr or 2e-3, tau=s.tau or 0.08, mix=s.mix,
-                            pairs=pairs, pair_weight=_or(s.pair_weight, 0.5),
+                            pairs=pairs, pair_weight=_default(s.pair_weight, 0.5),
                             corpus_negatives=s.corpus_negatives,
                             anchors=s.anchors or 512, hard=candidates // 2,
                             random=candidates // 2, sampler=sampler, seed=s.seed + i,
@@ -303,11 +304,11 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         loss = loss + s.csr_similarity * losses.similarity_preservation(
             teacher, student, tau, tau * torch.exp(log_scale))
         if pairs is not None:
-            idx = torch.randint(0, len(pairs[0]), (min(256, len(pairs[0])),), generator=g)
-            q, d = pairs[0][idx].to(dev), pairs[1][idx].to(dev)
+            q, d = draw_pairs(pairs, g, dev)
             hq = F.normalize(model.codes(model.pre_activation(q), k), dim=-1)
             hd = F.normalize(model.codes(model.pre_activation(d), k), dim=-1)
-            loss = loss + _or(s.pair_weight, 0.1) * losses.ranking(hq, hd)
+            loss = loss + _default(s.pair_weight, 0.1) * losses.ranking(
+                hq, hd, masked=losses.no_negatives(q, d))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -317,7 +318,7 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     return model.cpu().eval()
 
 
-def _or(value: float | None, default: float) -> float:
+def _default(value: float | None, default: float) -> float:
     """A setting's value, or the method's default where it was left unset (0 is a value)."""
     return default if value is None else value
 

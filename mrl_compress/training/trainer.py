@@ -129,6 +129,25 @@ def dense_step_loss(model: DenseNested, xa: torch.Tensor, xc: torch.Tensor,
     return total / len(model.dims)
 
 
+def draw_pairs(pairs: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator,
+               dev: torch.device, size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of distinct pairs (drawn without replacement: a pair drawn twice would be its
+    own negative)."""
+    idx = torch.randperm(len(pairs[0]), generator=generator)[:size]
+    return pairs[0][idx].to(dev), pairs[1][idx].to(dev)
+
+
+def pair_ranking_loss(model: DenseNested, q: torch.Tensor, d: torch.Tensor,
+                      stored: torch.Tensor | None) -> torch.Tensor:
+    """Ranking on pairs, averaged over the nested prefixes: query i against the batch's
+    documents and, where given, ``stored`` vectors (copies of its own documents masked)."""
+    columns = d if stored is None else torch.cat([d, stored])
+    masked = losses.no_negatives(q, d, stored)
+    outs = zip(model(q), model(columns), strict=True)
+    return sum((losses.ranking(zq, zc, masked=masked) for zq, zc in outs),
+               torch.zeros((), device=q.device)) / len(model.dims)
+
+
 def train_dense(
     model: DenseNested,
     x: torch.Tensor,
@@ -141,7 +160,7 @@ def train_dense(
     tau: float = 0.05,
     mix: float = 0.5,
     pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
-    pair_weight: float = 0.1,
+    pair_weight: float = 0.5,
     corpus_negatives: bool = True,
     sampler: Sampler | None = None,
     seed: int = 0,
@@ -165,14 +184,9 @@ def train_dense(
         self_match = (a[:, None] == c[None, :]) & real[:, None]
         loss = dense_step_loss(model, xa, x[c], self_match, log_scales, tau)
         if pairs is not None:
-            idx = torch.randint(0, len(pairs[0]), (min(256, len(pairs[0])),), generator=pair_gen)
-            q, d = pairs[0][idx].to(dev), pairs[1][idx].to(dev)
-            xc = x[c] if corpus_negatives else None
-            dup = (F.normalize(d, dim=-1) @ xc.t() > 0.9999) if xc is not None else None
-            zcs = model(xc) if xc is not None else [None] * len(model.dims)
-            for zq, zd, zc in zip(model(q), model(d), zcs, strict=True):
-                loss = loss + pair_weight * losses.ranking(
-                    zq, zd, negatives=zc, duplicate=dup) / len(model.dims)
+            q, d = draw_pairs(pairs, pair_gen, dev)
+            stored = x[c] if corpus_negatives else None
+            loss = loss + pair_weight * pair_ranking_loss(model, q, d, stored)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

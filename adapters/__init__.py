@@ -39,6 +39,9 @@ class VectorField:
     kind: Literal["dense", "sparse"]
     size: int | None  # None for sparse fields
     distance: str | None  # "cosine" | "dot" | "euclid" | ... ; None for sparse
+    # the engine's quantization of the field ("int8", "binary"), where it reports one; a
+    # property of the index, not of the vectors, so fields compare equal without it
+    quantization: str | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -124,7 +124,8 @@ def fields_of(params: Any) -> dict[str, VectorField]:
     if dense is not None and not isinstance(dense, dict):
         dense = {"": dense}
     fields = {
-        name: VectorField(name, "dense", int(p.size), distance_name(p.distance))
+        name: VectorField(name, "dense", int(p.size), distance_name(p.distance),
+                          quantization_of(getattr(p, "quantization_config", None)))
         for name, p in (dense or {}).items()
     }
     for name in params.sparse_vectors or {}:
@@ -217,15 +218,33 @@ def needs_field(collection: str, fields: Mapping[str, VectorField], output: Outp
     )
 
 
-def shortlist_params(models: Any) -> Any:
-    """Search params of a stage-1 prefetch: no re-scoring of a quantized shortlist.
+def shortlist_params(models: Any, field: VectorField) -> Any | None:
+    """Search params of a stage-1 prefetch on ``field``: no re-scoring of an int8 shortlist.
 
-    With quantization the engine re-scores its candidates by the field's float vectors,
-    which only reorders them (oversampling is 1 by default); stage 2 re-scores the same set by
-    the full vector anyway. Skipping it: Edge at 100k, int8 mrl_128 x10, 1,829 vs 1,711 q/s,
-    same recall (docs/benchmarks.md). Without quantization the engine ignores it.
+    With quantization the engine re-scores each segment's candidates by the field's float
+    vectors. With the default oversampling (1) that only reorders a segment's shortlist
+    (segments' shortlists are then merged by the scores they have), and stage 2 re-scores
+    the shortlist by the full vector anyway. Skipping it for int8: Edge at 1M, mrl_128 x5,
+    +7-8 % q/s at the same recall@10 in two runs (docs/benchmarks.md). Binary scores are too
+    coarse to merge segments by without a measurement: binary keeps the default.
     """
+    if field.quantization != "int8":
+        return None
     return models.SearchParams(quantization=models.QuantizationSearchParams(rescore=False))
+
+
+def quantization_of(config: Any) -> str | None:
+    """"int8", "binary" or None, from a vector's quantization config (an object of either
+    client's models, or the dict of Edge's edge_config.json)."""
+    if config is None:
+        return None
+    if isinstance(config, dict):
+        scalar, binary = config.get("scalar"), config.get("binary")
+    else:
+        scalar, binary = getattr(config, "scalar", None), getattr(config, "binary", None)
+    if scalar is not None:
+        return "int8"
+    return "binary" if binary is not None else None
 
 
 def check_quantize(quantize: str | None) -> None:
@@ -809,7 +828,7 @@ class QdrantStore:
             models.QueryRequest(
                 prefetch=models.Prefetch(
                     query=small, using=stage1 or None, limit=k * oversample, filter=where,
-                    params=shortlist_params(models),
+                    params=shortlist_params(models, fields[stage1]),
                 ),
                 query=big,
                 using=full or None,

@@ -67,6 +67,7 @@ from mrl_compress.adapters.qdrant import (
     needs_field,
     one_line,
     payload_filter,
+    quantization_of,
     read_names,
     rerank_vector,
     same_length,
@@ -176,7 +177,8 @@ class EdgeStore:
             self._configs.pop(name, None)
             return None
         fields = {
-            field: VectorField(field, "dense", int(p["size"]), str(p["distance"]).lower())
+            field: VectorField(field, "dense", int(p["size"]), str(p["distance"]).lower(),
+                               quantization_of(p.get("quantization_config")))
             for field, p in (config.get("vectors") or {}).items()
         }
         for field in config.get("sparse_vectors") or {}:
@@ -578,7 +580,7 @@ class EdgeStore:
                         limit=k * oversample,
                         query=edge.Query.Nearest(small, using=stage1),
                         filter=where,
-                        params=shortlist_params(edge),
+                        params=shortlist_params(edge, fields[stage1]),
                     )
                 ],
                 query=edge.Query.Nearest(big, using=full),

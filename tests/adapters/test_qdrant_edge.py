@@ -29,6 +29,7 @@ def test_collections_and_aliases_survive_reopening(tmp_path, vectors, payloads):
     again = EdgeStore(f"edge:{tmp_path}")
     info = again.describe("live")
     assert info.count == 300 and set(info.fields) == {"", "mrl_64", "csr"}
+    assert info.fields["mrl_64"].quantization == "int8" and info.fields[""].quantization is None
     hits = again.two_stage_search("live", vectors[5:6], "mrl_64", encode(vectors[5:6])["mrl_64"], 1)
     assert hits[0][0].id == 5 and hits[0][0].payload == payloads[5]
     again.close()
@@ -47,6 +48,7 @@ def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries, quantiz
     else:  # the field added later, as a migration does
         store.create_collection("big", FULL)
         store.add_outputs("big", [o for o in OUTPUTS if o.name == "mrl_64"], quantize=quantize)
+    assert store.describe("big").fields["mrl_64"].quantization == quantize
     small = encode(stored)["mrl_64"]
     store.upsert("big", list(range(n)), {"": stored, "mrl_64": small})
     store.optimize("big")

@@ -57,6 +57,9 @@ def main() -> None:
     p.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
                    help="a training setting, e.g. --option sequential=false --option mix=0.5")
     args = p.parse_args()
+    train_qrels = datasets.DATA / "beir" / args.task.partition("-")[0] / "qrels" / "train.tsv"
+    if args.pairs and not train_qrels.is_file():
+        p.error(f"--pairs train: {args.task} has no train qrels ({train_qrels} not found)")
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     dims = [int(d) for d in args.dims.split(",")]
     ks = [int(k) for k in args.k.split(",")]

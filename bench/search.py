@@ -337,7 +337,7 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     score(results, truth, "full")
     row["search"] = results
     for name, r in results.items():
-        log(f"edge {n}: {name:28s} {r['qps']:8.1f} q/s p50 {r['p50_ms']:7.2f} ms "
+        log(f"edge {n}: {name:36s} {r['qps']:8.1f} q/s p50 {r['p50_ms']:7.2f} ms "
             f"p99 {r['p99_ms']:7.2f} ms recall@10 {r['recall@10']:.4f}")
     store.close()
     if not args.keep:

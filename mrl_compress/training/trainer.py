@@ -160,7 +160,7 @@ def train_dense(
     tau: float = 0.05,
     mix: float = 0.5,
     pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
-    pair_weight: float = 0.5,
+    pair_weight: float = 0.25,
     corpus_negatives: bool = True,
     sampler: Sampler | None = None,
     seed: int = 0,

@@ -53,7 +53,7 @@ def test_cli_pairs_example_runs(scifact: np.ndarray, tmp_path: Path,
         except SystemExit as e:
             assert e.code in (0, None), argv
     settings = mrl_compress.load("supervised.mrlc").manifest.settings
-    assert settings["supervised"] is True and settings["corpus_negatives"] is True
+    assert settings["supervised"] is True and settings["steps"] == 50
 
 
 def test_artifacts_python_example_runs(fitted: dict, scifact: np.ndarray, tmp_path: Path,

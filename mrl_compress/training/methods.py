@@ -59,11 +59,11 @@ class TrainSettings:
     # seeds: 0.25 kept the most of 0.25 / 0.5 / 1 at 64 d); csr k = 32, test: 0.845 / 0.821
     # at 0.1 / 1
     pair_weight: float | None = None
-    # adaptor --pairs: the step's stored candidates are negatives too, not only the other
-    # pairs' documents. SciFact test, 64 d, weight 0.5, seeds 0/1/2: 0.915 / 0.944 / 0.931
-    # vs 0.911 / 0.924 / 0.922. (csr, one ad-hoc run before copies were masked: 0.808 vs
-    # 0.845 with in-batch negatives only, so csr keeps those.)
-    corpus_negatives: bool = True
+    # adaptor --pairs (None = yes; csr ignores it): the step's stored candidates are
+    # negatives too, not only the other pairs' documents. SciFact test, 64 d, weight 0.5,
+    # seeds 0/1/2: 0.915 / 0.944 / 0.931 vs 0.911 / 0.924 / 0.922. (csr, one ad-hoc run
+    # before copies were masked: 0.808 vs 0.845 with in-batch negatives only.)
+    corpus_negatives: bool | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -168,7 +168,7 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         model.dims = stage_dims
         model = train_dense(model, x, n, lr=s.lr or 2e-3, tau=s.tau or 0.08, mix=s.mix,
                             pairs=pairs, pair_weight=_default(s.pair_weight, 0.25),
-                            corpus_negatives=s.corpus_negatives,
+                            corpus_negatives=s.corpus_negatives is not False,
                             anchors=s.anchors or 512, hard=candidates // 2,
                             random=candidates // 2, sampler=sampler, seed=s.seed + i,
                             progress=_offset(progress, done, steps))

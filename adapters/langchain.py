@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 METADATA_KEY = "_mrl"
 """``Document.metadata[METADATA_KEY]`` = ``{"score": float, "stage1": str, "oversample": int}``."""
 
-PER_CALL = ("k", "stage1", "oversample", "filter")
+PER_CALL = ("k", "stage1", "oversample", "filter", "query_nonzeros")
 """Settings that ``invoke``/``ainvoke`` accept as keyword arguments for one call."""
 
 
@@ -55,6 +55,7 @@ class Search:
     stage1: str
     oversample: int
     filter: Filter | None
+    query_nonzeros: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class MatryoshkaRetriever(BaseRetriever):
     """The compressed output to shortlist on; None: the compressor's first (smallest) output."""
     oversample: int = 10
     """Stage 1 keeps ``k * oversample`` candidates for the exact rerank."""
+    query_nonzeros: int | None = None
+    """Sparse stage 1 only: non-zeros of the query's code (None: the output's k, as stored).
+    More keep more of the query; see ``Compressor.encode_queries``."""
     filter: dict[str, Any] | None = None
     """Equality filter on payload keys, applied to both stages: ``{"metadata.lang": "en"}``."""
     full_vector: str | None = None
@@ -140,12 +144,16 @@ class MatryoshkaRetriever(BaseRetriever):
         merged = {name: getattr(self, name) for name in PER_CALL}
         merged.update({name: value for name, value in overrides.items() if value is not None})
         stage1 = merged["stage1"] or self.compressor.outputs[0].name
-        self.compressor.output(stage1)  # InvalidInput naming the outputs it has
-        for name in ("k", "oversample"):
+        output = self.compressor.output(stage1)  # InvalidInput naming the outputs it has
+        nonzeros = merged["query_nonzeros"]
+        for name in ("k", "oversample") + (("query_nonzeros",) if nonzeros is not None else ()):
             value = merged[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name} must be a positive integer, not {value!r}")
-        return Search(merged["k"], stage1, merged["oversample"], merged["filter"] or None)
+        if nonzeros is not None and output.kind != "sparse":
+            raise InvalidInput(f"query_nonzeros applies to a sparse stage 1; '{stage1}' is dense")
+        return Search(merged["k"], stage1, merged["oversample"], merged["filter"] or None,
+                      merged["query_nonzeros"])
 
     def layout(self) -> Layout:
         """The collection's text/metadata keys, read once with ``describe``."""
@@ -166,7 +174,7 @@ class MatryoshkaRetriever(BaseRetriever):
 
     def _encode(self, vector: list[float], search: Search) -> tuple[np.ndarray, Any]:
         query = np.asarray([vector], dtype=np.float32)
-        return query, self.compressor.encode(query)[search.stage1]
+        return query, self.compressor.encode_queries(query, search.stage1, search.query_nonzeros)
 
     def _documents(self, hits: list[Hit], search: Search) -> list[Document]:
         layout = self.layout()

@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pairs", choices=["train"], default=None,
                    help="BEIR sets: supervise with the train split's query/document pairs")
+    p.add_argument("--query-nonzeros", type=int, default=None,
+                   help="csr: score queries with this many non-zeros (stored codes keep k)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
                    help="a training setting, e.g. --option sequential=false --option mix=0.5")
     args = p.parse_args()
@@ -91,7 +93,7 @@ def main() -> None:
         else:
             rows = [r.to_json() for r in evaluation.retrieval(
                 result.compressor, data.corpus, data.queries, data.qrels, data.corpus_ids,
-                data.query_ids)]
+                data.query_ids, query_nonzeros=args.query_nonzeros)]
         print(f"\n{args.task} {method} (fit {seconds:.0f} s on {len(fit_on)} vectors)")
         for r in rows:
             print("  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
@@ -99,6 +101,7 @@ def main() -> None:
         with open(RESULTS / "quality.jsonl", "a") as f:
             f.write(json.dumps({**record, "task": args.task, "method": method, "options": options,
                                 "pairs": len(pairs[0]) if pairs else 0,
+                                "query_nonzeros": args.query_nonzeros,
                                 "fit_seconds": round(seconds, 1), "rows": rows}) + "\n")
 
 

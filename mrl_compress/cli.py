@@ -224,6 +224,9 @@ def eval_(
     query_ids: Annotated[Path | None, typer.Option(help="Text file: one query id per row.")]
     = None,
     oversample: Annotated[int, typer.Option(help="Two-stage shortlist = 10 x this.")] = 10,
+    query_nonzeros: Annotated[int | None, typer.Option(
+        help="Sparse outputs: encode the queries with this many non-zeros (the stored codes "
+             "keep their k), as the retriever's query_nonzeros does.")] = None,
     sts: Annotated[Path | None, typer.Option(help="STS mode: .npz with arrays 'a', 'b', "
                                              "'score'.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
@@ -250,7 +253,7 @@ def eval_(
     result = evaluation.retrieval(
         model, c, q, evaluation.read_qrels(qrels),
         evaluation.read_ids(corpus_ids, len(c), "corpus"),
-        evaluation.read_ids(query_ids, len(q), "query"), oversample)
+        evaluation.read_ids(query_ids, len(q), "query"), oversample, query_nonzeros)
     _print_rows([r.to_json() for r in result], as_json, "retrieval retention vs full vectors")
 
 

@@ -68,7 +68,11 @@ def read_ids(path: str | Path | None, n: int, what: str) -> list[str]:
 
 def retrieval(compressor: Compressor, corpus: np.ndarray, queries: np.ndarray,
               qrels: dict[str, dict[str, float]], corpus_ids: Sequence[str],
-              query_ids: Sequence[str], oversample: int = 10) -> list[RetrievalRow]:
+              query_ids: Sequence[str], oversample: int = 10,
+              query_nonzeros: int | None = None) -> list[RetrievalRow]:
+    """nDCG@10 and recall@100 of the full vectors and of each output, single stage and
+    two-stage. ``query_nonzeros``: sparse outputs' queries keep that many non-zeros (see
+    :meth:`Compressor.encode_queries`); dense outputs are unaffected."""
     corpus = metrics.normalize(validate(corpus, dim=compressor.input_dim, what="corpus").vectors)
     queries = metrics.normalize(validate(queries, dim=compressor.input_dim,
                                          what="queries").vectors)
@@ -89,6 +93,8 @@ def retrieval(compressor: Compressor, corpus: np.ndarray, queries: np.ndarray,
                          full_recall, 1.0, 1.0)]
     ec, eq = compressor.encode(corpus), compressor.encode(queries)
     for out in compressor.outputs:
+        if query_nonzeros is not None and out.kind == "sparse":
+            eq[out.name] = compressor.encode_queries(queries, out.name, query_nonzeros)
         top = metrics.top_k(eq[out.name], ec[out.name], 100)
         ndcg, recall = score(top)
         shortlist = metrics.two_stage(eq[out.name], ec[out.name], queries, corpus, 10,

@@ -96,14 +96,16 @@ class NumpyRuntime:
         return {o.name: _unit(y[:, : o.size]) for o in self.outputs}
 
     def _sparse(self, x: np.ndarray) -> Encoded:
-        pre = (x - self.w["b_pre"]) @ self.w["weight"].T + self.w["b_enc"]
-        result: Encoded = {}
-        for out in self.outputs:
-            k = out.nonzeros or 0
-            idx = np.argpartition(-pre, k - 1, axis=1)[:, :k]
-            vals = np.take_along_axis(pre, idx, axis=1)
-            order = np.argsort(-vals, axis=1, kind="stable")
-            idx = np.take_along_axis(idx, order, axis=1)
-            vals = _unit(np.maximum(np.take_along_axis(vals, order, axis=1), 0))
-            result[out.name] = SparseBatch(idx.astype(np.int32), vals.astype(np.float32), out.size)
-        return result
+        return {out.name: sparse_codes(self.w, x, out.nonzeros or 0) for out in self.outputs}
+
+
+def sparse_codes(weights: dict[str, np.ndarray], x: np.ndarray, k: int) -> SparseBatch:
+    """CSR codes of unit rows ``x`` with ``k`` non-zeros: the top-k latents, ReLU'd, sorted,
+    L2-normalised (the ONNX graph's maths, in numpy)."""
+    pre = (x - weights["b_pre"]) @ weights["weight"].T + weights["b_enc"]
+    idx = np.argpartition(-pre, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(pre, idx, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    idx = np.take_along_axis(idx, order, axis=1)
+    vals = _unit(np.maximum(np.take_along_axis(vals, order, axis=1), 0))
+    return SparseBatch(idx.astype(np.int32), vals.astype(np.float32), pre.shape[1])

@@ -152,3 +152,23 @@ def test_pairs_are_refused_by_a_method_that_does_not_learn_from_them(
 
     with pytest.raises(InvalidInput, match="learns nothing from pairs"):
         mrl_compress.fit(scifact[:1500], "pca", dims=(32,), pairs=(scifact[:10], scifact[:10]))
+
+
+def test_sparse_queries_can_keep_more_latents_than_the_stored_codes(
+        fitted: dict, scifact: np.ndarray) -> None:
+    from mrl_compress.errors import InvalidInput
+
+    compressor = fitted["csr"].compressor
+    queries = scifact[3000:3020]
+    stored_k = compressor.encode(queries)["csr_8"]
+    longer = compressor.encode_queries(queries, "csr_8", nonzeros=32)
+    assert longer.indices.shape == (20, 32) and longer.dim == stored_k.dim
+    # the first 8 latents are the stored code's, at the same proportions
+    assert np.array_equal(longer.indices[:, :8], stored_k.indices)
+    ratio = longer.values[:, :8] / stored_k.values
+    np.testing.assert_allclose(ratio, ratio[:, :1].repeat(8, axis=1), rtol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(longer.values, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(InvalidInput, match="'mrl_32' is dense"):
+        fitted["pca"].compressor.encode_queries(queries, "mrl_32", nonzeros=64)
+    with pytest.raises(InvalidInput, match="from 1 to the 512 latents"):
+        compressor.encode_queries(queries, "csr_8", nonzeros=513)

@@ -144,11 +144,15 @@ def test_bad_settings_say_what_to_do(retriever: MatryoshkaRetriever) -> None:
     with pytest.raises(InvalidInput) as error:
         retriever.invoke("x", top_k=3)
     assert str(error.value) == (
-        "unknown retriever argument(s) top_k: per call it accepts k, stage1, oversample, filter"
+        "unknown retriever argument(s) top_k: per call it accepts k, stage1, oversample, filter, "
+        "query_nonzeros"
     )
     with pytest.raises(InvalidInput) as error:
         retriever.invoke("x", k=0)
     assert str(error.value) == "k must be a positive integer, not 0"
+    with pytest.raises(InvalidInput) as error:
+        retriever.invoke("x", query_nonzeros=64)
+    assert str(error.value) == "query_nonzeros applies to a sparse stage 1; 'mrl_64' is dense"
 
 
 def test_compressor_path_and_default_stage1() -> None:

@@ -15,7 +15,14 @@ import pytest
 from mrl_compress.adapters import VectorField, VectorStore, connect
 from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError
 from mrl_compress.outputs import Output, SparseBatch
-from tests.adapters.wordnet_sample import N_POINTS, OUTPUTS, encode, sparse_code, truncate
+from tests.adapters.wordnet_sample import (
+    N_POINTS,
+    NONZEROS,
+    OUTPUTS,
+    encode,
+    sparse_code,
+    truncate,
+)
 
 ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
 MILVUS_PENDING = not (ADAPTERS / "milvus.py").exists()
@@ -249,6 +256,16 @@ def test_two_stage_equals_brute_force(store, vectors, queries, stage1):
     dense_asked = asked.to_dense() if stage1 == "csr" else asked
     assert ids(hits) == brute_two_stage(vectors, dense_small, queries, dense_asked)
     assert all(h.payload["doc_id"] for row in hits for h in row)
+
+
+def test_a_sparse_query_longer_than_the_stored_codes(store, vectors, queries):
+    """The retriever's ``query_nonzeros``: stored codes keep k non-zeros, queries more."""
+    small = encode(vectors)["csr"]
+    asked = sparse_code(queries, 4 * NONZEROS)
+    hits = store.two_stage_search(
+        "docs", queries, "csr", asked, K, oversample=OVERSAMPLE, full_vector="full"
+    )
+    assert ids(hits) == brute_two_stage(vectors, small.to_dense(), queries, asked.to_dense())
 
 
 def test_two_stage_finds_the_full_vector_by_the_queries_size(store, queries):

@@ -33,9 +33,9 @@ def truncate(x: np.ndarray) -> np.ndarray:
     return normalise(x[:, :SMALL])
 
 
-def sparse_code(x: np.ndarray) -> SparseBatch:
+def sparse_code(x: np.ndarray, nonzeros: int = NONZEROS) -> SparseBatch:
     positive = np.maximum(x, 0)
-    idx = np.argsort(-positive, axis=1)[:, :NONZEROS].astype(np.int32)
+    idx = np.argsort(-positive, axis=1)[:, :nonzeros].astype(np.int32)
     values = np.take_along_axis(positive, idx, axis=1)
     values = values / np.linalg.norm(values, axis=1, keepdims=True)
     return SparseBatch(idx, values.astype(np.float32), x.shape[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,16 +59,27 @@ def stsb(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, gold
 
 
+def qrel_pairs(data: Retrieval, queries: Iterable[str],
+               blocked: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the (query, relevant document) pairs of ``queries`` in ``data``'s qrels,
+    except the pairs whose document is in ``blocked``."""
+    row_of_doc = {doc: i for i, doc in enumerate(data.corpus_ids)}
+    row_of_query = {q: i for i, q in enumerate(data.query_ids)}
+    pairs = [(row_of_query[q], row_of_doc[d]) for q in queries for d in data.qrels[q]
+             if d not in blocked]
+    qi, di = (np.array(side) for side in zip(*pairs, strict=True))
+    return data.queries[qi], data.corpus[di]
+
+
+def test_documents(name: str) -> set[str]:
+    """The documents relevant to any test query of a BEIR set."""
+    qrels = read_qrels(DATA / "beir" / name / "qrels" / "test.tsv")
+    return {doc for docs in qrels.values() for doc in docs}
+
+
 def held_out_pairs(name: str, model: str = "minilm") -> tuple[np.ndarray, np.ndarray]:
     """Query/document vector pairs from a BEIR set's train qrels, minus every pair whose
     document is relevant to a test query: a supervised fit then never sees a test query's
     relevant document (issue 2's rule), and every test query can still be scored."""
     train = beir(name, model, "train")
-    test_qrels = read_qrels(DATA / "beir" / name / "qrels" / "test.tsv")
-    tested = {doc for docs in test_qrels.values() for doc in docs}
-    row_of_doc = {doc: i for i, doc in enumerate(train.corpus_ids)}
-    row_of_query = {q: i for i, q in enumerate(train.query_ids)}
-    pairs = [(row_of_query[q], row_of_doc[d]) for q, docs in train.qrels.items()
-             for d in docs if d not in tested]
-    qi, di = (np.array(side) for side in zip(*pairs, strict=True))
-    return train.queries[qi], train.corpus[di]
+    return qrel_pairs(train, train.qrels, test_documents(name))

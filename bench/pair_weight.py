@@ -25,18 +25,14 @@ from mrl_compress import evaluation  # noqa: E402
 
 
 def split_pairs(seed: int) -> tuple[tuple[np.ndarray, np.ndarray], dict, datasets.Retrieval]:
+    """(fit pairs, qrels of the held-out train queries, the train split)."""
     train = datasets.beir("scifact", "minilm", "train")
-    test = evaluation.read_qrels(datasets.DATA / "beir" / "scifact" / "qrels" / "test.tsv")
     queries = sorted(train.qrels)
     rng = np.random.default_rng(100 + seed)
     held = set(rng.choice(queries, len(queries) // 5, replace=False).tolist())
-    blocked = {d for q in held for d in train.qrels[q]} | {d for r in test.values() for d in r}
-    row_of_doc = {d: i for i, d in enumerate(train.corpus_ids)}
-    row_of_query = {q: i for i, q in enumerate(train.query_ids)}
-    pairs = [(row_of_query[q], row_of_doc[d]) for q in queries if q not in held
-             for d in train.qrels[q] if d not in blocked]
-    qi, di = (np.array(side) for side in zip(*pairs, strict=True))
-    return (train.queries[qi], train.corpus[di]), {q: train.qrels[q] for q in held}, train
+    blocked = {d for q in held for d in train.qrels[q]} | datasets.test_documents("scifact")
+    pairs = datasets.qrel_pairs(train, [q for q in queries if q not in held], blocked)
+    return pairs, {q: train.qrels[q] for q in held}, train
 
 
 def main() -> None:

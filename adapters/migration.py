@@ -717,9 +717,12 @@ def verify(
             code = fresh[name]
             assert isinstance(code, SparseBatch)
             hits = store.search(target, name, code, k=10)
-            for pid, hit in zip(stored.ids, hits, strict=True):
+            # a code scores its own copy by its squared length: 1 for a TopK code, other values
+            # for a pursuit code (scaled to a unit reconstruction, not to unit length)
+            own = (code.values.astype(np.float64) ** 2).sum(axis=1)
+            for pid, hit, expected in zip(stored.ids, hits, own, strict=True):
                 score = next((h.score for h in hit if h.id == pid), None)
-                if score is None or abs(score - 1.0) > DENSE_TOLERANCE:
+                if score is None or abs(score / expected - 1.0) > DENSE_TOLERANCE:
                     result.problem(f"point {pid!r}: sparse '{name}' differs from a fresh encode"
                                    + (" (not found)" if score is None else f" (score {score})"))
         if copied is not None:

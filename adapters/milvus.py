@@ -801,8 +801,11 @@ def _vector_rows(vf: VectorField, values: Vectors) -> list[Any]:
 
 
 def _sparse_row(batch: SparseBatch, i: int) -> dict[int, float]:
-    indices, values = batch.row(i)  # drops the zero padding
-    return {int(j): float(v) for j, v in zip(indices, values, strict=True)}
+    """Milvus takes no negative sparse values: entries below zero are dropped with the zero
+    padding. Stored codes have none; a pursuit csr query then counts only the positive shares
+    of its cosine with each document's reconstruction (docs/benchmarks.md measures the cost)."""
+    indices, values = batch.row(i)
+    return {int(j): float(v) for j, v in zip(indices, values, strict=True) if v > 0}
 
 
 def _dense_matrix(rows: list[Any], vf: VectorField) -> np.ndarray:

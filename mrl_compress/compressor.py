@@ -11,7 +11,7 @@ from mrl_compress import artifact
 from mrl_compress.artifact import Manifest
 from mrl_compress.errors import InvalidInput
 from mrl_compress.outputs import Encoded, Output, SparseBatch
-from mrl_compress.runtime import NumpyRuntime, OnnxRuntime, Runtime, sparse_codes
+from mrl_compress.runtime import Dictionary, NumpyRuntime, OnnxRuntime, Runtime, sparse_codes
 from mrl_compress.vectors import validate
 
 
@@ -31,6 +31,7 @@ class Compressor:
         self._runtime_choice = runtime
         self._device = device
         self._runtime: Runtime | None = None
+        self._dictionary: Dictionary | None = None
 
     # -- description ---------------------------------------------------------------------
     @property
@@ -53,6 +54,18 @@ class Compressor:
                            f"{', '.join(o.name for o in self.manifest.outputs)}")
 
     @property
+    def pursuit(self) -> bool:
+        """A csr compressor that codes documents by matching pursuit and scores queries through
+        the dictionary (the default since the fifth session; older artifacts are TopK)."""
+        return self.method == "csr" and self.manifest.settings.get("encoder") == "pursuit"
+
+    @property
+    def dictionary(self) -> Dictionary | None:
+        if self.pursuit and self._dictionary is None:
+            self._dictionary = Dictionary(self.weights)
+        return self._dictionary
+
+    @property
     def provider(self) -> str:
         """Where encoding runs: 'CUDAExecutionProvider', 'CPUExecutionProvider' or 'numpy'."""
         return self.runtime.provider
@@ -70,7 +83,7 @@ class Compressor:
 
             choice = "onnx" if importlib.util.find_spec("onnxruntime") else "numpy"
         if choice == "numpy":
-            return NumpyRuntime(self.method, self.weights, self.outputs)
+            return NumpyRuntime(self.method, self.weights, self.outputs, self.dictionary)
         if choice == "onnx":
             return OnnxRuntime(self.onnx_model, self.outputs, self._device)
         raise InvalidInput(f"unknown runtime '{choice}': expected auto, onnx or numpy")
@@ -88,15 +101,19 @@ class Compressor:
 
     def encode_queries(self, vectors: np.ndarray, output: str,
                        nonzeros: int | None = None) -> np.ndarray | SparseBatch:
-        """Encode queries for a search on ``output``.
+        """Encode queries for a search on ``output``: what the retriever and ``eval`` send.
 
-        ``nonzeros`` (sparse outputs only) keeps that many of each query's latents instead of
-        the output's k; the stored codes keep k. The extra latents score the documents whose
-        codes hold them: on SciFact, csr k = 32 with 128-non-zero queries kept 0.995 of full
-        nDCG@10 two-stage against 0.989 (docs/benchmarks.md). It costs a longer sparse query.
+        Dense outputs: as :meth:`encode`. Sparse outputs of a pursuit csr: each query's
+        signed correlations with the dictionary's atoms in the codes' slots, the ``nonzeros``
+        largest (default: all, two per atom); a document's score is then the query's cosine
+        with the document's reconstruction. TopK csr: the query's own code, with ``nonzeros`` latents instead of
+        the output's k when given (the stored codes keep k). More non-zeros keep more of the
+        query at the cost of a longer sparse query (docs/benchmarks.md).
         """
         out = self.output(output)
-        if nonzeros is None or nonzeros == out.nonzeros:
+        if out.kind == "sparse" and self.dictionary is not None:
+            nonzeros = out.size if nonzeros is None else nonzeros
+        elif nonzeros is None or nonzeros == out.nonzeros:
             return self.encode(vectors)[output]
         if out.kind != "sparse" or out.size is None:
             raise InvalidInput(f"query non-zeros apply to a sparse output; '{output}' is dense")
@@ -105,7 +122,10 @@ class Compressor:
             raise InvalidInput(f"query non-zeros must be an integer from 1 to the {out.size} "
                                f"latents of '{output}', not {nonzeros!r}")
         x = validate(vectors, dim=self.input_dim, what="queries to encode").vectors
-        return sparse_codes(self.weights, x / np.linalg.norm(x, axis=1, keepdims=True), nonzeros)
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        if self.dictionary is not None:
+            return self.dictionary.queries(x, nonzeros)
+        return sparse_codes(self.weights, x, nonzeros)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

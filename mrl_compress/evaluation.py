@@ -93,7 +93,7 @@ def retrieval(compressor: Compressor, corpus: np.ndarray, queries: np.ndarray,
                          full_recall, 1.0, 1.0)]
     ec, eq = compressor.encode(corpus), compressor.encode(queries)
     for out in compressor.outputs:
-        if query_nonzeros is not None and out.kind == "sparse":
+        if out.kind == "sparse":
             eq[out.name] = compressor.encode_queries(queries, out.name, query_nonzeros)
         top = metrics.top_k(eq[out.name], ec[out.name], 100)
         ndcg, recall = score(top)
@@ -116,9 +116,10 @@ def sts(compressor: Compressor, a: np.ndarray, b: np.ndarray,
     full = metrics.spearman(metrics.pair_cosines(a, b), gold)
     rows = [{"name": f"full {a.shape[1]}d", "bytes_per_vector": 4.0 * a.shape[1],
              "spearman": full, "retention": 1.0}]
-    ea, eb = compressor.encode(a), compressor.encode(b)
+    eb = compressor.encode(b)
     for out in compressor.outputs:
-        rho = metrics.spearman(metrics.pair_cosines(ea[out.name], eb[out.name]), gold)
+        ea = compressor.encode_queries(a, out.name)  # a pursuit csr scores a through its atoms
+        rho = metrics.spearman(metrics.pair_cosines(ea, eb[out.name]), gold)
         rows.append({"name": out.name, "bytes_per_vector": out.bytes_per_vector(),
                      "spearman": rho, "retention": _ratio(rho, full)})
     return rows

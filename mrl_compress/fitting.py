@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # torch is imported only when training
     from mrl_compress.training.models import DenseNested, SparseTopK
 
 MIN_ROWS = 256
+CSR_ENCODER = "pursuit"  # csr's default serving encoder (see TrainSettings.encoder)
 LEARNS_FROM_PAIRS = ("adaptor", "csr")  # the methods whose loss has a ranking term for --pairs
 Progress = Callable[[int, int, float], None]
 
@@ -42,13 +43,15 @@ class FitResult:
 
 
 def output_specs(method: str, dim: int, dims: Sequence[int], ks: Sequence[int],
-                 hidden: int | None) -> list[Output]:
+                 hidden: int | None, encoder: object = None) -> list[Output]:
     if method == "csr":
         h = hidden or 4 * dim
         for k in ks:
             if not 0 < k <= h:
                 raise InvalidInput(f"--k {k} must be between 1 and the hidden size {h}")
-        return [Output(f"csr_{k}", "sparse", h, nonzeros=k) for k in sorted(set(ks))]
+        # a pursuit code's coefficients are signed: atom j's negative share has slot h + j
+        slots = 2 * h if (encoder or CSR_ENCODER) == "pursuit" else h
+        return [Output(f"csr_{k}", "sparse", slots, nonzeros=k) for k in sorted(set(ks))]
     for d in dims:
         if not 0 < d <= dim:
             raise InvalidInput(f"--dims {d} must be between 1 and the input dimension {dim}")
@@ -90,7 +93,7 @@ def fit(
     checked = validate(vectors, drop_invalid=drop_invalid, what="source vectors")
     x = checked.vectors
     dim = x.shape[1]
-    outputs = output_specs(method, dim, dims, k, hidden)
+    outputs = output_specs(method, dim, dims, k, hidden, options.get("encoder"))
     holdout = min(holdout, len(x) // 5)
     if len(x) - holdout < MIN_ROWS:
         raise InvalidInput(f"source vectors: need at least {MIN_ROWS + holdout} valid rows to "
@@ -119,7 +122,8 @@ def fit(
     compressor = Compressor(manifest, weights_of(model), export(model, dim, outputs))
 
     docs = train[: eval_docs]
-    rows = retention.measure(compressor.encode, outputs, x[held_idx], docs)
+    rows = retention.measure(compressor.encode, outputs, x[held_idx], docs,
+                             encode_queries=compressor.encode_queries)
     result = FitResult(compressor, rows, dropped=checked.dropped, model=model)
     if target is not None:
         result.chosen, result.reason = retention.choose(rows, outputs, target)
@@ -156,7 +160,9 @@ def _train(method: str, train: np.ndarray, outputs: list[Output],
         **options,  # type: ignore[arg-type]
     )
     if method != "csr":
-        settings = replace(settings, hidden=None)
+        settings = replace(settings, hidden=None, encoder=None)
+    elif settings.encoder is None:
+        settings = replace(settings, encoder=CSR_ENCODER)
     torch.manual_seed(settings.seed)
     t_pairs = (torch.from_numpy(pairs[0]), torch.from_numpy(pairs[1])) if pairs else None
     model = TRAINERS[method](torch.from_numpy(train), settings, t_pairs, progress)

@@ -46,8 +46,11 @@ class Output:
 class SparseBatch:
     """k non-zeros per row: ``indices`` (n, k) int32, ``values`` (n, k) float32, in ``dim`` slots.
 
-    Values are non-negative and each row is L2-normalised, so a dot product is a cosine.
-    Zero values (a row with fewer than k active latents) are padding and may be dropped.
+    Stored codes' values are non-negative. A TopK csr code is L2-normalised, so the dot
+    product of two codes is a cosine; a pursuit csr code is scaled so that its reconstruction
+    has length 1, and a query's signed dictionary correlations (``Compressor.encode_queries``)
+    score it by cosine. Zero values (a row with fewer than k active latents) are padding and
+    may be dropped.
     """
 
     indices: np.ndarray
@@ -59,7 +62,7 @@ class SparseBatch:
 
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The non-zero (indices, values) of row ``i``, padding dropped."""
-        keep = self.values[i] > 0
+        keep = self.values[i] != 0
         return self.indices[i][keep], self.values[i][keep]
 
     def to_dense(self) -> np.ndarray:

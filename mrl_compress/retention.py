@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mrl_compress import metrics
+from mrl_compress.metrics import Representation
 from mrl_compress.outputs import Encoded, Output
 
 K = 10
@@ -50,12 +51,18 @@ def measure(
     docs: np.ndarray,
     oversample: int = 10,
     references: bool = True,
+    encode_queries: Callable[[np.ndarray, str], Representation] | None = None,
 ) -> list[Row]:
-    """Rows for each output of ``encode`` and (optionally) the reference methods."""
+    """Rows for each output of ``encode`` and (optionally) the reference methods.
+
+    ``encode_queries(queries, output)``, when given, encodes the query side (a pursuit csr
+    scores queries through its dictionary, not as codes)."""
     queries, docs = metrics.normalize(queries), metrics.normalize(docs)
     truth = metrics.top_k(queries, docs, K)
     shortlist = K * oversample
     eq, ed = encode(queries), encode(docs)
+    if encode_queries is not None:
+        eq = {o.name: encode_queries(queries, o.name) for o in outputs}
     rows = [
         _rows_for(o.name, "ours", o.bytes_per_vector(), eq[o.name], ed[o.name], queries, docs,
                   truth, shortlist)

@@ -76,13 +76,14 @@ class NumpyRuntime:
     provider = "numpy"
 
     def __init__(self, method: str, weights: dict[str, np.ndarray],
-                 outputs: Sequence[Output]) -> None:
+                 outputs: Sequence[Output], dictionary: Dictionary | None = None) -> None:
         if any(k.startswith("residual.") for k in weights):
             raise MissingDependency("this adaptor has a non-linear residual: serve it with "
                                     "onnxruntime (pip install 'mrl-compress[onnx]')")
         self.method = method
         self.w = weights
         self.outputs = list(outputs)
+        self.dictionary = dictionary
 
     def run(self, vectors: np.ndarray) -> Encoded:
         x = _unit(np.asarray(vectors, np.float32))
@@ -96,7 +97,66 @@ class NumpyRuntime:
         return {o.name: _unit(y[:, : o.size]) for o in self.outputs}
 
     def _sparse(self, x: np.ndarray) -> Encoded:
+        if self.dictionary is not None:
+            ids, coefs = self.dictionary.pursuit(x, max(o.nonzeros or 0 for o in self.outputs))
+            return {o.name: self.dictionary.stored(ids[:, : o.nonzeros], coefs[:, : o.nonzeros])
+                    for o in self.outputs}
         return {out.name: sparse_codes(self.w, x, out.nonzeros or 0) for out in self.outputs}
+
+
+class Dictionary:
+    """A csr compressor's dictionary served by matching pursuit (numpy, as the ONNX graph).
+
+    Documents are stored as pursuit codes (:meth:`pursuit`, :meth:`stored`); a query is not
+    coded but scored through its correlation with every atom (:meth:`queries`), so a document's
+    score is the query's cosine with the document's reconstruction. See
+    ``SparseTopK.pursuit`` for the maths and docs/methods.md for why.
+    """
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.atoms = _unit(np.asarray(weights["weight"], np.float32))
+        self.gram = self.atoms @ self.atoms.T
+        self.hidden = self.atoms.shape[0]
+
+    def pursuit(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Atom ids (n, k) and signed coefficients of the k-step pursuit of unit rows ``x``."""
+        corr = x @ self.atoms.T
+        rows = np.arange(len(x))
+        ids = np.empty((len(x), k), np.int64)
+        coefs = np.empty((len(x), k), np.float32)
+        taken = np.zeros_like(corr)
+        for step in range(k):
+            j = (np.abs(corr) - taken).argmax(axis=1)
+            coef = corr[rows, j]
+            corr -= coef[:, None] * self.gram[j]
+            taken[rows, j] = 1e9  # each atom once
+            ids[:, step], coefs[:, step] = j, coef
+        return ids, coefs
+
+    def stored(self, ids: np.ndarray, coefs: np.ndarray) -> SparseBatch:
+        """Signed slots (``hidden + id`` for a negative coefficient), values scaled so that
+        the reconstruction has length 1."""
+        gram = self.gram[ids[:, :, None], ids[:, None, :]]
+        length = np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", coefs, gram, coefs), 1e-24))
+        slots = ids + self.hidden * (coefs < 0)
+        return SparseBatch(slots.astype(np.int32),
+                           (np.abs(coefs) / length[:, None]).astype(np.float32),
+                           2 * self.hidden)
+
+    def queries(self, x: np.ndarray, nonzeros: int) -> SparseBatch:
+        """Each unit query row as its correlation u with every atom, in the stored codes' slots:
+        u in slot j, -u in slot hidden + j (which holds the magnitude of a negative share), so
+        the dot product with a stored code is exactly the query's cosine with the code's
+        reconstruction. Keeps the ``nonzeros`` entries largest in magnitude; L2-normalised
+        (ranking is unchanged). Values are signed: see the Milvus adapter for an engine that
+        takes none below zero."""
+        corr = x @ self.atoms.T
+        split = np.concatenate([corr, -corr], axis=1)
+        idx = np.argpartition(-np.abs(split), nonzeros - 1, axis=1)[:, :nonzeros]
+        vals = np.take_along_axis(split, idx, axis=1)
+        order = np.argsort(-np.abs(vals), axis=1, kind="stable")
+        idx, vals = np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, 1)
+        return SparseBatch(idx.astype(np.int32), _unit(vals).astype(np.float32), split.shape[1])
 
 
 def sparse_codes(weights: dict[str, np.ndarray], x: np.ndarray, k: int) -> SparseBatch:

@@ -26,12 +26,14 @@ def scifact() -> np.ndarray:
 def fitted(scifact: np.ndarray) -> dict:
     """method -> FitResult, one quick fit each (few steps: mechanics, not quality).
 
-    Dense methods give mrl_32 + mrl_64; csr gives csr_8 + csr_16 over 512 latents.
+    Dense methods give mrl_32 + mrl_64; csr gives csr_8 + csr_16 over 512 latents, coded by
+    pursuit (1,024 signed slots); "csr-topk" is csr with the published TopK encoder.
     """
     import mrl_compress
 
-    return {
-        method: mrl_compress.fit(scifact[:2000], method, dims=(32, 64), k=(8, 16), hidden=512,
-                                 steps=8, holdout=200, eval_docs=1200)
-        for method in METHODS
-    }
+    def quick(method: str, **options: object) -> object:
+        return mrl_compress.fit(scifact[:2000], method, dims=(32, 64), k=(8, 16), hidden=512,
+                                steps=8, holdout=200, eval_docs=1200, **options)
+
+    return {**{method: quick(method) for method in METHODS},
+            "csr-topk": quick("csr", encoder="topk")}

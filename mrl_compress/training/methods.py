@@ -54,6 +54,12 @@ class TrainSettings:
     anchors: int | None = None
     candidates: int | None = None
     csr_similarity: float = 1.0
+    # csr: how documents are coded for serving. "pursuit" (the default): matching pursuit over
+    # the trained dictionary, queries scored through their correlations with its atoms;
+    # "topk": the published CSR encoder, queries coded like documents. k = 32, nDCG@10
+    # retention single stage / two-stage: wordnet-gloss 0.851 / 0.996 vs 0.477 / 0.851,
+    # SciFact 0.957 / 1.000 vs 0.824 / 0.993 (docs/benchmarks.md)
+    encoder: str | None = None
     # weight of the ranking loss on --pairs; None = the method's default (adaptor 0.25, csr
     # 0.1). The adaptor's was chosen on SciFact's train split (bench/pair_weight.py, two
     # seeds: 0.25 kept the most of 0.25 / 0.5 / 1 at 64 d); csr k = 32, test: 0.845 / 0.821
@@ -84,6 +90,9 @@ class TrainSettings:
             if not ok:
                 raise InvalidInput(f"training setting {f.name}: expected {kind}, "
                                    f"found {value!r}")
+        if self.encoder not in (None, "pursuit", "topk"):
+            raise InvalidInput(f"training setting encoder: expected 'pursuit' or 'topk', "
+                               f"found {self.encoder!r}")
         if self.init not in ("auto", "local", "pca"):
             raise InvalidInput(f"training setting init: expected 'auto', 'local' or 'pca', "
                                f"found {self.init!r}")
@@ -317,7 +326,8 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         sched.step()
         if progress is not None:
             progress(step + 1, steps, loss.item())
-    return model.cpu().eval()
+    model = model.cpu().eval()
+    return model.use_pursuit() if s.encoder == "pursuit" else model
 
 
 def _default(value: float | None, default: float) -> float:

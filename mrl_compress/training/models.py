@@ -6,7 +6,8 @@ Two shapes cover the five methods:
   gather chosen dimensions (ADS), optionally add a learned residual, then take nested prefixes,
   each L2-normalised. ``truncate``/``pca``/``ads``/``adaptor`` are settings of it.
 * :class:`SparseTopK` — CSR's tied-weight TopK autoencoder: keep the k largest pre-activations,
-  ReLU, L2-normalise the code.
+  ReLU, L2-normalise the code; or, once trained, encode by matching pursuit over its dictionary
+  (:meth:`SparseTopK.use_pursuit`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class SparseTopK(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(hidden))
         b_pre = torch.zeros(dim) if mean is None else mean.float().clone()
         self.b_pre = nn.Parameter(b_pre)
+        # pursuit's constants (see use_pursuit): graph constants, not saved weights
+        self.register_buffer("atoms", None, persistent=False)
+        self.register_buffer("gram", None, persistent=False)
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
         """``W (x/|x| - b_pre) + b_enc``, with the division on the narrow side (see project)."""
@@ -119,14 +123,75 @@ class SparseTopK(nn.Module):
         self.ks = (k,)
         return self
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Serving form, per k: indices int32 (n, k), values float32 (n, k) L2-normalised.
+    # -- pursuit encoding -----------------------------------------------------------------
+    atoms: torch.Tensor | None
+    gram: torch.Tensor | None
 
-        One TopK at the largest k serves every smaller k: TopK sorts, so each is a prefix.
+    def use_pursuit(self) -> SparseTopK:
+        """Serve codes found by matching pursuit over the trained dictionary (see forward).
+
+        The unit atoms and their Gram matrix are buffers that are not saved with the weights
+        (the numpy runtime recomputes them from ``weight``) but are constants of the graph.
         """
+        atoms = unit(self.weight.detach())
+        self.atoms, self.gram = atoms, atoms @ atoms.t()
+        return self
+
+    def pursuit(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Matching pursuit: k greedy steps, each taking the atom (either sign) most correlated
+        with what is left of ``x/|x|`` and removing its share. Each atom is taken once.
+
+        The vector itself is pursued, not ``x - b_pre`` as the TopK encoder codes it: scores are
+        cosines with the reconstruction, and ranking by them is ranking by ``q·x`` only when
+        the reconstruction is of ``x`` (SciFact, k = 32: 0.982 vs 0.957 of full nDCG@10).
+
+        Returns atom ids (n, k) and signed coefficients (n, k), in the order taken, so the
+        first j columns are the j-step pursuit: one run serves every smaller k. The residual's
+        correlations are updated through the Gram matrix, which costs (n, hidden) per step
+        instead of a new (n, dim) × (dim, hidden) product.
+        """
+        assert self.atoms is not None and self.gram is not None, "call use_pursuit() first"
+        norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        corr = (x @ self.atoms.t()) / norm
+        taken = torch.zeros_like(corr)
+        ids, coefs = [], []
+        for _ in range(k):
+            j = (corr.abs() - taken).argmax(dim=-1, keepdim=True)
+            coef = corr.gather(1, j)
+            corr = corr - coef * self.gram.index_select(0, j.squeeze(1))
+            taken = taken.scatter(1, j, torch.full_like(coef, 1e9))
+            ids.append(j)
+            coefs.append(coef)
+        return torch.cat(ids, 1), torch.cat(coefs, 1)
+
+    def signed_code(self, ids: torch.Tensor, coefs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Stored form of a pursuit code: slot ``id`` for a positive coefficient and
+        ``hidden + id`` for a negative one (engines such as Milvus take no negative sparse
+        values), value ``|coef|`` scaled so that the code's reconstruction has length 1 —
+        then a query's dictionary correlations score documents by cosine."""
+        assert self.gram is not None, "call use_pursuit() first"
+        k = ids.shape[1]
+        pairs = (ids.unsqueeze(-1) * self.hidden + ids.unsqueeze(-2)).reshape(-1, k * k)
+        gram = self.gram.reshape(-1).index_select(0, pairs.reshape(-1)).reshape(-1, k, k)
+        length = (coefs.unsqueeze(1) @ gram @ coefs.unsqueeze(-1)).reshape(-1, 1)
+        slots = ids + self.hidden * (coefs < 0).long()
+        return slots.to(torch.int32), coefs.abs() / length.clamp_min(1e-24).sqrt()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Serving form, per k: indices int32 (n, k), values float32 (n, k).
+
+        TopK (the published CSR): values L2-normalised; one TopK at the largest k serves every
+        smaller k, since TopK sorts. Pursuit: see :meth:`pursuit` and :meth:`signed_code`.
+        """
+        if self.gram is not None:
+            ids, coefs = self.pursuit(x, max(self.ks))
+            out: list[torch.Tensor] = []
+            for k in self.ks:
+                out += self.signed_code(ids[:, :k], coefs[:, :k])
+            return tuple(out)
         values, indices = self.pre_activation(x).topk(max(self.ks), dim=-1)
         values = F.relu(values)
-        out: list[torch.Tensor] = []
+        out = []
         for k in self.ks:
             out += [indices[:, :k].to(torch.int32), unit(values[:, :k])]
         return tuple(out)

@@ -106,9 +106,9 @@ class Compressor:
         Dense outputs: as :meth:`encode`. Sparse outputs of a pursuit csr: each query's
         signed correlations with the dictionary's atoms in the codes' slots, the ``nonzeros``
         largest (default: all, two per atom); a document's score is then the query's cosine
-        with the document's reconstruction. TopK csr: the query's own code, with ``nonzeros`` latents instead of
-        the output's k when given (the stored codes keep k). More non-zeros keep more of the
-        query at the cost of a longer sparse query (docs/benchmarks.md).
+        with the document's reconstruction. TopK csr: the query's own code, with
+        ``nonzeros`` latents instead of the output's k when given (the stored codes keep k).
+        More non-zeros keep more of the query, for a longer sparse query (docs/benchmarks.md).
         """
         out = self.output(output)
         if out.kind == "sparse" and self.dictionary is not None:

@@ -73,7 +73,8 @@ def test_encode_writes_the_sparse_layout(capsys, fitted: dict, scifact: np.ndarr
     assert code == 0, err
     with np.load(tmp_path / "c.npz") as z:
         assert z["csr_16.indices"].shape == (7, 16) and z["csr_16.indices"].dtype == np.int32
-        assert z["csr_16.values"].dtype == np.float32 and int(z["csr_16.dim"]) == 512
+        # a pursuit code: 2 × 512 signed slots
+        assert z["csr_16.values"].dtype == np.float32 and int(z["csr_16.dim"]) == 1024
 
 
 def test_sts_mode(capsys, fitted: dict, tmp_path: Path) -> None:

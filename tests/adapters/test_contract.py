@@ -268,6 +268,23 @@ def test_a_sparse_query_longer_than_the_stored_codes(store, vectors, queries):
     assert ids(hits) == brute_two_stage(vectors, small.to_dense(), queries, asked.to_dense())
 
 
+def test_a_sparse_query_with_negative_values(store, vectors, queries):
+    """A pursuit csr query is signed (u and -u for each atom). Qdrant scores it as given;
+    Milvus takes no negative sparse values, so its adapter sends the positive entries only."""
+    small = encode(vectors)["csr"].to_dense()
+    longer = sparse_code(queries, 4 * NONZEROS)
+    signs = np.where(np.arange(4 * NONZEROS) % 2, -1.0, 1.0)  # every other entry negative
+    asked = SparseBatch(longer.indices, (longer.values * signs).astype(np.float32), longer.dim)
+    positive = SparseBatch(longer.indices, np.maximum(asked.values, 0), longer.dim)
+    signed_want = brute_two_stage(vectors, small, queries, asked.to_dense())
+    positive_want = brute_two_stage(vectors, small, queries, positive.to_dense())
+    assert signed_want != positive_want  # the test tells the two apart
+    hits = store.two_stage_search(
+        "docs", queries, "csr", asked, K, oversample=OVERSAMPLE, full_vector="full"
+    )
+    assert ids(hits) == (positive_want if store.uri.startswith("milvus") else signed_want)
+
+
 def test_two_stage_finds_the_full_vector_by_the_queries_size(store, queries):
     """Several dense fields and no ``full_vector``: the one field of the queries' size."""
     asked = truncate(queries)

@@ -2,6 +2,7 @@
 
     python bench/speed.py fit --methods ads,adaptor,csr --rows 100000
     python bench/speed.py encode --methods adaptor,csr --batches 1,64,4096
+    python bench/speed.py encode --methods csr,csr-topk    # csr's pursuit vs its TopK encoder
 
 fit: wall time of ``mrl_compress.fit`` on the first N wordnet-gloss vectors (training +
 ONNX export + retention measurement), and the training part alone.
@@ -47,7 +48,9 @@ def bench_fit(methods: list[str], rows: int) -> list[dict]:
                 marks.append(time.perf_counter())
 
         started = time.perf_counter()
-        result = mrl_compress.fit(x, method, dims=(64, 128, 256), k=(32,), progress=done)
+        base, options = method_options(method)
+        result = mrl_compress.fit(x, base, dims=(64, 128, 256), k=(32,), progress=done,
+                                  **options)
         total = time.perf_counter() - started
         train = (marks[-1] - started) if marks else total
         out.append({"method": method, "rows": rows, "fit_seconds": round(total, 1),
@@ -55,6 +58,12 @@ def bench_fit(methods: list[str], rows: int) -> list[dict]:
                     "device": result.compressor.manifest.settings.get("device")})
         print(out[-1], flush=True)
     return out
+
+
+def method_options(name: str) -> tuple[str, dict]:
+    """``csr-topk`` -> ("csr", {"encoder": "topk"}); any other name is a method as it is."""
+    method, _, encoder = name.partition("-")
+    return method, {"encoder": encoder} if encoder else {}
 
 
 def rate(fn, x: np.ndarray, seconds: float = 1.5) -> float:
@@ -72,11 +81,12 @@ def bench_encode(methods: list[str], batches: list[int]) -> list[dict]:
     x_all = corpus(20000)
     out = []
     for method in methods:
-        result = mrl_compress.fit(x_all, method, dims=(64, 128, 256), k=(32,), steps=20,
-                                  holdout=200, eval_docs=2000)
+        base, options = method_options(method)
+        result = mrl_compress.fit(x_all, base, dims=(64, 128, 256), k=(32,), steps=20,
+                                  holdout=200, eval_docs=2000, **options)
         comp, model = result.compressor, result.model
         runtime = comp.runtime
-        width = (comp.weights["weight"].shape[0] if method == "csr"
+        width = (comp.weights["weight"].shape[0] if base == "csr"
                  else comp.weights.get("rotation", np.eye(comp.input_dim)).shape[1])
         w = np.random.default_rng(0).normal(size=(comp.input_dim, width)).astype(np.float32)
         def eager(v: np.ndarray, model=model) -> object:

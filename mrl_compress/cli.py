@@ -293,6 +293,10 @@ def inspect(
         extra = f", k={o.nonzeros}" if o.kind == "sparse" else ""
         console.print(f"  output {o.name}: {o.kind} {o.size}{extra}, {o.distance}, "
                       f"{o.bytes_per_vector():g} bytes/vector")
+    if m.method == "csr":
+        console.print("  codes by matching pursuit; queries sent as their signed correlations "
+                      "with the dictionary's atoms" if model.pursuit else
+                      "  codes by TopK (published CSR); queries coded like documents")
     if m.fingerprint:
         console.print(f"  fitted on {m.fingerprint.count} vectors, mean norm "
                       f"{m.fingerprint.norm_mean:.3f}")

@@ -75,6 +75,11 @@ def test_encode_writes_the_sparse_layout(capsys, fitted: dict, scifact: np.ndarr
         assert z["csr_16.indices"].shape == (7, 16) and z["csr_16.indices"].dtype == np.int32
         # a pursuit code: 2 × 512 signed slots
         assert z["csr_16.values"].dtype == np.float32 and int(z["csr_16.dim"]) == 1024
+    code, text, _ = run(capsys, "inspect", str(art))
+    assert code == 0 and "codes by matching pursuit" in text
+    topk = fitted["csr-topk"].compressor.save(tmp_path / "topk.mrlc")
+    code, text, _ = run(capsys, "inspect", str(topk))
+    assert code == 0 and "codes by TopK" in text and "sparse 512, k=8" in text
 
 
 def test_sts_mode(capsys, fitted: dict, tmp_path: Path) -> None:

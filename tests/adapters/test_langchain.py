@@ -89,6 +89,34 @@ def test_two_stage_answers_close_to_the_full_vectors(retriever: MatryoshkaRetrie
     assert np.mean(overlap) >= 0.9  # PCA 64-d, 100 candidates of 2,000 documents
 
 
+def test_a_csr_stage1_answers_as_numpy_does() -> None:
+    """A pursuit csr stage 1 on Qdrant Edge: stored codes of 16 atoms, each query sent as its
+    signed correlations with every atom (or the 128 largest), then the full-vector rerank —
+    the same documents as the same two stages in numpy."""
+    from mrl_compress import metrics
+
+    data = corpus()
+    csr = mrl_compress.fit(data.vectors, "csr", k=(16,), hidden=512, steps=30, holdout=200,
+                           eval_docs=500).compressor
+    uri = f"edge:{workdir() / 'csr'}"
+    build_edge(uri, "docs", csr, data)
+    store = connect(uri)
+    codes = csr.encode(data.vectors)["csr_16"]
+    queries = data.queries[:10]
+    try:
+        for nonzeros in (None, 128):
+            retriever = MatryoshkaRetriever(
+                store=store, collection="docs", embeddings=stored_embeddings(data),
+                compressor=csr, k=10, stage1="csr_16", oversample=10, query_nonzeros=nonzeros,
+            )  # fmt: skip
+            asked = csr.encode_queries(queries, "csr_16", nonzeros)
+            want = metrics.two_stage(asked, codes, queries, data.vectors, 10, 100)
+            got = [ids_of(retriever.invoke(text)) for text in data.query_texts[:10]]
+            assert got == [[data.ids[i] for i in row] for row in want]
+    finally:
+        store.close()
+
+
 def test_documents_carry_text_metadata_score_and_stage(retriever: MatryoshkaRetriever) -> None:
     data = corpus()
     doc = retriever.invoke(data.query_texts[0], k=1)[0]

@@ -94,8 +94,9 @@ class MatryoshkaRetriever(BaseRetriever):
     oversample: int = 10
     """Stage 1 keeps ``k * oversample`` candidates for the exact rerank."""
     query_nonzeros: int | None = None
-    """Sparse stage 1 only: non-zeros of the query's code (None: the output's k, as stored).
-    More keep more of the query; see ``Compressor.encode_queries``."""
+    """Sparse stage 1 only: entries of the sparse query. Pursuit csr (the default): None
+    sends all (two per atom), fewer keep the largest, for a cheaper search. TopK csr: None
+    keeps the output's k, more keep more of the query. See ``Compressor.encode_queries``."""
     filter: dict[str, Any] | None = None
     """Equality filter on payload keys, applied to both stages: ``{"metadata.lang": "en"}``."""
     full_vector: str | None = None

@@ -679,8 +679,10 @@ def verify(
       (:meth:`VectorStore.point_ids`) and read back by id (:meth:`VectorStore.retrieve`, from
       the copy and the source): payloads and original vectors byte-identical to the source
       (copy mode), dense outputs within 1e-5 of a fresh encode of the stored original, and
-      each sparse output found by searching its own fresh code with score 1 ± 1e-5
-      (L2-normalised codes: only identical indices and values give 1).
+      each sparse output found by searching its own fresh code with a score within 1e-5 of
+      that code's squared length (1 for an L2-normalised TopK code). A missing, stale or
+      other point's code fails it; it is not a byte-for-byte read (the protocol reads dense
+      vectors only).
     """
     result = Verification()
     outputs = compressor.outputs

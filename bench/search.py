@@ -328,6 +328,11 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
             configs[f"raw {args.int8} int8 x{os_} rescore={rescore}"] = (
                 lambda i, o=os_, r=rescore: raw_two_stage(i, K * o, edge.SearchParams(
                     quantization=edge.QuantizationSearchParams(rescore=r)), using=args.int8))
+        # the adapter's stage 1 (fifth session): also a beam no wider than the shortlist
+        configs[f"raw {args.int8} int8 x{os_} rescore=False ef={K * os_}"] = (
+            lambda i, o=os_: raw_two_stage(i, K * o, edge.SearchParams(
+                hnsw_ef=K * o, quantization=edge.QuantizationSearchParams(rescore=False)),
+                using=args.int8))
     if n <= args.exact_max:
         top = max(args.oversample)
         configs[f"raw mrl_64 x{top} exact"] = lambda i, o=top: raw_two_stage(
@@ -455,7 +460,7 @@ def main() -> None:
         """Encode query i now with the compressor of ``output`` alone (timed inside the
         two-stage call, as an application would do)."""
         model = sparse if output == "csr_32" else dense
-        return model.encode(q_all[i : i + 1])[output]
+        return model.encode_queries(q_all[i : i + 1], output)
 
     # Query-encoding cost on its own.
     started = time.perf_counter()

@@ -225,8 +225,9 @@ def eval_(
     = None,
     oversample: Annotated[int, typer.Option(help="Two-stage shortlist = 10 x this.")] = 10,
     query_nonzeros: Annotated[int | None, typer.Option(
-        help="Sparse outputs: encode the queries with this many non-zeros (the stored codes "
-             "keep their k), as the retriever's query_nonzeros does.")] = None,
+        help="Sparse outputs: send queries with this many non-zeros, as the retriever's "
+             "query_nonzeros does (stored codes keep their k). Default: all of a pursuit "
+             "csr's atom correlations (two per atom); a TopK csr's k.")] = None,
     sts: Annotated[Path | None, typer.Option(help="STS mode: .npz with arrays 'a', 'b', "
                                              "'score'.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,

@@ -119,8 +119,9 @@ class Compressor:
             raise InvalidInput(f"query non-zeros apply to a sparse output; '{output}' is dense")
         if isinstance(nonzeros, bool) or not isinstance(nonzeros, int) or not (
                 0 < nonzeros <= out.size):
+            slots = "slots" if self.pursuit else "latents"
             raise InvalidInput(f"query non-zeros must be an integer from 1 to the {out.size} "
-                               f"latents of '{output}', not {nonzeros!r}")
+                               f"{slots} of '{output}', not {nonzeros!r}")
         x = validate(vectors, dim=self.input_dim, what="queries to encode").vectors
         x = x / np.linalg.norm(x, axis=1, keepdims=True)
         if self.dictionary is not None:

@@ -1,6 +1,7 @@
 """Retrieval and similarity metrics, brute force in numpy (no store, no torch).
 
-Scores are dot products: every representation here is L2-normalised, so they are cosines.
+Scores are dot products, and cosines: dense representations are L2-normalised, and sparse
+ones are scaled so that their dot products are cosines (see ``outputs.SparseBatch``).
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ Kind = Literal["dense", "sparse"]
 class Output:
     """One named representation written beside the full vector.
 
-    ``size`` is the dimension for a dense output and the hidden (vocabulary) size for a sparse
-    one; ``nonzeros`` is k for a sparse output (its number of stored entries per vector).
-    Scores are dot products of L2-normalised vectors, so ``distance`` is ``cosine``.
+    ``size`` is the dimension for a dense output and the number of slots for a sparse one
+    (a TopK csr's hidden latents; 2 × hidden for a pursuit csr, whose negative shares have
+    slots of their own); ``nonzeros`` is k for a sparse output (stored entries per vector).
+    Scores are cosines (dense: L2-normalised vectors; sparse: see :class:`SparseBatch`), so
+    ``distance`` is ``cosine``.
     """
 
     name: str

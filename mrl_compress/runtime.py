@@ -115,8 +115,15 @@ class Dictionary:
 
     def __init__(self, weights: dict[str, np.ndarray]) -> None:
         self.atoms = _unit(np.asarray(weights["weight"], np.float32))
-        self.gram = self.atoms @ self.atoms.T
         self.hidden = self.atoms.shape[0]
+        self._gram: np.ndarray | None = None
+
+    @property
+    def gram(self) -> np.ndarray:
+        """The atoms' Gram matrix, built on first use: only coding documents needs it."""
+        if self._gram is None:
+            self._gram = self.atoms @ self.atoms.T
+        return self._gram
 
     def pursuit(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Atom ids (n, k) and signed coefficients of the k-step pursuit of unit rows ``x``."""
@@ -136,27 +143,36 @@ class Dictionary:
     def stored(self, ids: np.ndarray, coefs: np.ndarray) -> SparseBatch:
         """Signed slots (``hidden + id`` for a negative coefficient), values scaled so that
         the reconstruction has length 1."""
-        gram = self.gram[ids[:, :, None], ids[:, None, :]]
-        length = np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", coefs, gram, coefs), 1e-24))
+        shares = np.zeros((len(ids), self.hidden), np.float32)
+        np.put_along_axis(shares, ids, coefs, axis=1)
+        length = np.maximum(np.linalg.norm(shares @ self.atoms, axis=1), 1e-12)
         slots = ids + self.hidden * (coefs < 0)
         return SparseBatch(slots.astype(np.int32),
                            (np.abs(coefs) / length[:, None]).astype(np.float32),
                            2 * self.hidden)
 
     def queries(self, x: np.ndarray, nonzeros: int) -> SparseBatch:
-        """Each unit query row as its correlation u with every atom, in the stored codes' slots:
-        u in slot j, -u in slot hidden + j (which holds the magnitude of a negative share), so
-        the dot product with a stored code is exactly the query's cosine with the code's
-        reconstruction. Keeps the ``nonzeros`` entries largest in magnitude; L2-normalised
-        (ranking is unchanged). Values are signed: see the Milvus adapter for an engine that
-        takes none below zero."""
+        """Unit query rows as their correlation u with the atoms, in the stored codes' slots.
+
+        Each atom gives two entries, one per slot a stored share of it may have: u in slot j
+        and -u in slot hidden + j (which holds the magnitude of a negative share), so the
+        dot product with a stored code is exactly the query's cosine with the code's
+        reconstruction (values are not rescaled: scores are cosines). Atoms are taken by
+        decreasing |u|, each one's positive entry first, and the first ``nonzeros`` entries
+        are kept: an odd count ends on a positive entry, so an engine that takes only the
+        positive ones (Milvus) gets the same atoms.
+        """
         corr = x @ self.atoms.T
-        split = np.concatenate([corr, -corr], axis=1)
-        idx = np.argpartition(-np.abs(split), nonzeros - 1, axis=1)[:, :nonzeros]
-        vals = np.take_along_axis(split, idx, axis=1)
-        order = np.argsort(-np.abs(vals), axis=1, kind="stable")
-        idx, vals = np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, 1)
-        return SparseBatch(idx.astype(np.int32), _unit(vals).astype(np.float32), split.shape[1])
+        atoms = min(self.hidden, (nonzeros + 1) // 2)
+        top = np.argpartition(-np.abs(corr), atoms - 1, axis=1)[:, :atoms]
+        u = np.take_along_axis(corr, top, axis=1)
+        order = np.argsort(-np.abs(u), axis=1, kind="stable")
+        top, u = np.take_along_axis(top, order, axis=1), np.take_along_axis(u, order, axis=1)
+        positive = top + self.hidden * (u < 0)  # the slot where u's sign scores positively
+        negative = top + self.hidden * (u >= 0)
+        idx = np.stack([positive, negative], axis=2).reshape(len(x), -1)[:, :nonzeros]
+        vals = np.stack([np.abs(u), -np.abs(u)], axis=2).reshape(len(x), -1)[:, :nonzeros]
+        return SparseBatch(idx.astype(np.int32), vals.astype(np.float32), 2 * self.hidden)
 
 
 def sparse_codes(weights: dict[str, np.ndarray], x: np.ndarray, k: int) -> SparseBatch:

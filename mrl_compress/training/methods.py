@@ -280,7 +280,11 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     # initialise the dictionary on data points: every latent starts alive
     g = torch.Generator().manual_seed(s.seed)
     mean = x.mean(0)
-    init = x[torch.randint(0, len(x), (hidden,), generator=g).to(dev)] - mean
+    # distinct rows where there are enough: a row drawn twice made two atoms that training
+    # never parted (cosine > 0.999), and pursuit then meets exact ties between them
+    rows = (torch.randperm(len(x), generator=g)[:hidden] if hidden <= len(x)
+            else torch.randint(0, len(x), (hidden,), generator=g))
+    init = x[rows.to(dev)] - mean
     model = SparseTopK(dim, hidden, s.ks, init=init.cpu(), mean=mean.cpu()).to(dev)
     log_scale = torch.zeros(1, device=dev, requires_grad=True)
     opt = torch.optim.Adam([*model.parameters(), log_scale], lr=s.lr or 1e-3)

@@ -169,13 +169,13 @@ class SparseTopK(nn.Module):
         ``hidden + id`` for a negative one (engines such as Milvus take no negative sparse
         values), value ``|coef|`` scaled so that the code's reconstruction has length 1 —
         then a query's dictionary correlations score documents by cosine."""
-        assert self.gram is not None, "call use_pursuit() first"
-        k = ids.shape[1]
-        pairs = (ids.unsqueeze(-1) * self.hidden + ids.unsqueeze(-2)).reshape(-1, k * k)
-        gram = self.gram.reshape(-1).index_select(0, pairs.reshape(-1)).reshape(-1, k, k)
-        length = (coefs.unsqueeze(1) @ gram @ coefs.unsqueeze(-1)).reshape(-1, 1)
+        assert self.atoms is not None, "call use_pursuit() first"
+        # the reconstruction itself, one (n, hidden) @ (hidden, dim) product: indexing the Gram
+        # matrix by pairs of ids instead made the exporter fold a second copy of it
+        shares = torch.zeros(ids.shape[0], self.hidden).scatter(1, ids, coefs)
+        length = (shares @ self.atoms).norm(dim=-1, keepdim=True).clamp_min(1e-12)
         slots = ids + self.hidden * (coefs < 0).long()
-        return slots.to(torch.int32), coefs.abs() / length.clamp_min(1e-24).sqrt()
+        return slots.to(torch.int32), coefs.abs() / length
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Serving form, per k: indices int32 (n, k), values float32 (n, k).

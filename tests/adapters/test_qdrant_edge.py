@@ -35,11 +35,28 @@ def test_collections_and_aliases_survive_reopening(tmp_path, vectors, payloads):
     again.close()
 
 
-@pytest.mark.parametrize("quantize", [None, "int8"])
-def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries, quantize):
+def test_stage1_params_beam_as_wide_as_the_shortlist():
+    """The stage-1 prefetch: HNSW beam = shortlist size, no re-scoring of an int8 shortlist;
+    a sparse field takes no HNSW params."""
+    import qdrant_edge
+    from qdrant_client import models
+
+    from mrl_compress.adapters.qdrant import shortlist_params
+
+    for engine in (qdrant_edge, models):
+        int8 = shortlist_params(engine, VectorField("m", "dense", 128, "cosine", "int8"), 50)
+        assert int8.hnsw_ef == 50 and int8.quantization.rescore is False
+        plain = shortlist_params(engine, VectorField("m", "dense", 64, "cosine"), 100)
+        assert plain.hnsw_ef == 100 and plain.quantization is None
+        assert shortlist_params(engine, VectorField("csr", "sparse", None, None), 50) is None
+
+
+@pytest.mark.parametrize(("quantize", "oversample"), [(None, 10), ("int8", 10), ("int8", 5)])
+def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries, quantize, oversample):
     """12k points pass Edge's indexing threshold, so this searches real HNSW segments; with
     int8 the stage-1 graph is searched on quantized vectors (the configuration
-    docs/benchmarks.md measured fastest) and must still find the exact shortlist."""
+    docs/benchmarks.md measured fastest) and must still find the exact shortlist — also
+    with a 50-point shortlist, whose HNSW beam is 50 wide (shortlist_params)."""
     n = 12_000
     stored = normalise(np.asarray(np.load(DATA / "corpus.minilm.f16.npy", mmap_mode="r")[:n]))
     store = EdgeStore(f"edge:{tmp_path}")
@@ -53,7 +70,7 @@ def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries, quantiz
     store.upsert("big", list(range(n)), {"": stored, "mrl_64": small})
     store.optimize("big")
 
-    k, oversample = 10, 10
+    k = 10
     asked = encode(queries)["mrl_64"]
     hits = store.two_stage_search("big", queries, "mrl_64", asked, k, oversample)
     recall = []

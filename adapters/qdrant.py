@@ -218,26 +218,21 @@ def needs_field(collection: str, fields: Mapping[str, VectorField], output: Outp
     )
 
 
-def shortlist_params(models: Any, field: VectorField, limit: int) -> Any | None:
-    """Search params of a stage-1 prefetch of ``limit`` points on ``field``.
+def shortlist_params(models: Any, field: VectorField) -> Any | None:
+    """Search params of a stage-1 prefetch on ``field``: no re-scoring of an int8 shortlist.
 
-    * HNSW beam (``hnsw_ef``) = the shortlist's size: the engine's default beam (100) is for
-      a final answer; a shortlist that stage 2 re-ranks by the full vector needs no wider
-      beam than the points it returns (below 100 points only: the engine never searches
-      with a beam narrower than the limit). BENCH_EF
-    * No re-scoring of an int8 shortlist: with quantization the engine re-scores each
-      segment's candidates by the field's float vectors, which with the default oversampling
-      (1) only reorders a segment's shortlist (segments' shortlists are then merged by the
-      scores they have), and stage 2 re-scores the shortlist by the full vector anyway. Edge
-      at 1M, mrl_128 x5: +7-8 % q/s at the same recall@10 in two runs (docs/benchmarks.md).
-      Binary scores are too coarse to merge segments by without a measurement: binary keeps
-      the default.
+    With quantization the engine re-scores each segment's candidates by the field's float
+    vectors. With the default oversampling (1) that only reorders a segment's shortlist
+    (segments' shortlists are then merged by the scores they have), and stage 2 re-scores
+    the shortlist by the full vector anyway. Skipping it for int8: Edge at 1M, mrl_128 x5,
+    +7-8 % q/s at the same recall@10 in two runs (docs/benchmarks.md). Binary scores are too
+    coarse to merge segments by without a measurement: binary keeps the default. The HNSW
+    beam stays the engine's (100): a beam as narrow as a 50-point shortlist was 1.24x faster
+    at 1M but lost a tenth of full search's recall@10 (docs/benchmarks.md, fifth session).
     """
-    if field.kind != "dense":
+    if field.kind != "dense" or field.quantization != "int8":
         return None
-    rescore = (models.QuantizationSearchParams(rescore=False)
-               if field.quantization == "int8" else None)
-    return models.SearchParams(hnsw_ef=limit, quantization=rescore)
+    return models.SearchParams(quantization=models.QuantizationSearchParams(rescore=False))
 
 
 def quantization_of(config: Any) -> str | None:
@@ -835,7 +830,7 @@ class QdrantStore:
             models.QueryRequest(
                 prefetch=models.Prefetch(
                     query=small, using=stage1 or None, limit=k * oversample, filter=where,
-                    params=shortlist_params(models, fields[stage1], k * oversample),
+                    params=shortlist_params(models, fields[stage1]),
                 ),
                 query=big,
                 using=full or None,

@@ -580,7 +580,7 @@ class EdgeStore:
                         limit=k * oversample,
                         query=edge.Query.Nearest(small, using=stage1),
                         filter=where,
-                        params=shortlist_params(edge, fields[stage1], k * oversample),
+                        params=shortlist_params(edge, fields[stage1]),
                     )
                 ],
                 query=edge.Query.Nearest(big, using=full),

@@ -328,7 +328,7 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
             configs[f"raw {args.int8} int8 x{os_} rescore={rescore}"] = (
                 lambda i, o=os_, r=rescore: raw_two_stage(i, K * o, edge.SearchParams(
                     quantization=edge.QuantizationSearchParams(rescore=r)), using=args.int8))
-        # the adapter's stage 1 (fifth session): also a beam no wider than the shortlist
+        # tried in the fifth session, not kept: a beam no wider than the shortlist
         configs[f"raw {args.int8} int8 x{os_} rescore=False ef={K * os_}"] = (
             lambda i, o=os_: raw_two_stage(i, K * o, edge.SearchParams(
                 hnsw_ef=K * o, quantization=edge.QuantizationSearchParams(rescore=False)),

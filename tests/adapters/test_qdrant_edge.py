@@ -35,28 +35,27 @@ def test_collections_and_aliases_survive_reopening(tmp_path, vectors, payloads):
     again.close()
 
 
-def test_stage1_params_beam_as_wide_as_the_shortlist():
-    """The stage-1 prefetch: HNSW beam = shortlist size, no re-scoring of an int8 shortlist;
-    a sparse field takes no HNSW params."""
+def test_stage1_params_skip_rescoring_int8_only():
+    """The stage-1 prefetch: no re-scoring of an int8 shortlist; the engine's defaults for an
+    unquantized dense field and for a sparse one."""
     import qdrant_edge
     from qdrant_client import models
 
     from mrl_compress.adapters.qdrant import shortlist_params
 
     for engine in (qdrant_edge, models):
-        int8 = shortlist_params(engine, VectorField("m", "dense", 128, "cosine", "int8"), 50)
-        assert int8.hnsw_ef == 50 and int8.quantization.rescore is False
-        plain = shortlist_params(engine, VectorField("m", "dense", 64, "cosine"), 100)
-        assert plain.hnsw_ef == 100 and plain.quantization is None
-        assert shortlist_params(engine, VectorField("csr", "sparse", None, None), 50) is None
+        int8 = shortlist_params(engine, VectorField("m", "dense", 128, "cosine", "int8"))
+        assert int8.hnsw_ef is None and int8.quantization.rescore is False
+        assert shortlist_params(engine, VectorField("m", "dense", 64, "cosine")) is None
+        assert shortlist_params(engine, VectorField("csr", "sparse", None, None)) is None
 
 
 @pytest.mark.parametrize(("quantize", "oversample"), [(None, 10), ("int8", 10), ("int8", 5)])
 def test_two_stage_after_optimize_on_an_indexed_shard(tmp_path, queries, quantize, oversample):
     """12k points pass Edge's indexing threshold, so this searches real HNSW segments; with
     int8 the stage-1 graph is searched on quantized vectors (the configuration
-    docs/benchmarks.md measured fastest) and must still find the exact shortlist — also
-    with a 50-point shortlist, whose HNSW beam is 50 wide (shortlist_params)."""
+    docs/benchmarks.md measured fastest) and must still find the exact shortlist, also a
+    50-point one."""
     n = 12_000
     stored = normalise(np.asarray(np.load(DATA / "corpus.minilm.f16.npy", mmap_mode="r")[:n]))
     store = EdgeStore(f"edge:{tmp_path}")

@@ -57,8 +57,8 @@ class TrainSettings:
     # csr: how documents are coded for serving. "pursuit" (the default): matching pursuit over
     # the trained dictionary, queries scored through their correlations with its atoms;
     # "topk": the published CSR encoder, queries coded like documents. k = 32, nDCG@10
-    # retention single stage / two-stage: wordnet-gloss 0.851 / 0.996 vs 0.477 / 0.851,
-    # SciFact 0.957 / 1.000 vs 0.824 / 0.993 (docs/benchmarks.md)
+    # retention single stage / two-stage: wordnet-gloss 0.845 / 1.000 vs 0.477 / 0.851,
+    # SciFact 0.973 / 1.000 vs 0.824 / 0.993 (docs/benchmarks.md)
     encoder: str | None = None
     # weight of the ranking loss on --pairs; None = the method's default (adaptor 0.25, csr
     # 0.1). The adaptor's was chosen on SciFact's train split (bench/pair_weight.py, two

@@ -219,3 +219,26 @@ def test_pursuit_codes_and_the_queries_that_score_them(fitted: dict, scifact: np
     for row, atoms_asked in zip(fewer.indices, largest, strict=True):
         assert set(row % hidden) == set(atoms_asked)
     assert (fewer.values[:, 0::2] > 0).all() and (fewer.values[:, 1::2] < 0).all()
+
+
+@pytest.mark.parametrize("method", ["truncate", "pca", "ads", "adaptor"])
+def test_dense_queries_take_one_product_with_the_graphs_numbers(
+        method: str, fitted: dict, scifact: np.ndarray) -> None:
+    """``encode_queries`` on a linear method skips the graph (one cached product): the same
+    vectors as ``encode`` within 1e-5, and the same refusals of bad input."""
+    from mrl_compress.errors import InvalidInput
+
+    compressor = fitted[method].compressor
+    queries = scifact[4000:4050]
+    for out in compressor.outputs:
+        np.testing.assert_allclose(compressor.encode_queries(queries, out.name),
+                                   compressor.encode(queries)[out.name], atol=1e-5)
+    assert compressor._query_map(compressor.outputs[0]) is not None
+    bad = queries[:3].copy()
+    bad[1] = 0.0
+    with pytest.raises(InvalidInput, match="all-zero"):
+        compressor.encode_queries(bad, "mrl_32")
+    with pytest.raises(InvalidInput, match="expected 384-d"):
+        compressor.encode_queries(queries[:, :100], "mrl_32")
+    half = compressor.encode_queries(queries.astype(np.float16), "mrl_32")  # validated path
+    np.testing.assert_allclose(half, compressor.encode(queries)["mrl_32"], atol=2e-3)

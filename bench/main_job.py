@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"| {label:<50} | {nbytes:19,.0f} | {score:7.4f} | {kept:6.1%} | {ms:15.2f} |")
     say("")
     say(f"kept = nDCG@10 / the full vectors' nDCG@10 on the same queries; two-stage latency "
-        f"is a whole retriever.invoke (embedding lookup, {compressor.provider} encode, Edge "
+        f"is a whole retriever.invoke (embedding lookup, query encode in numpy, Edge "
         f"prefetch + rerank, Documents); full is embed + one Edge search. "
         f"Total {time.perf_counter() - began:.0f} s.")  # fmt: skip
     store.close()

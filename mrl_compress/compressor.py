@@ -11,7 +11,15 @@ from mrl_compress import artifact
 from mrl_compress.artifact import Manifest
 from mrl_compress.errors import InvalidInput
 from mrl_compress.outputs import Encoded, Output, SparseBatch
-from mrl_compress.runtime import Dictionary, NumpyRuntime, OnnxRuntime, Runtime, sparse_codes
+from mrl_compress.runtime import (
+    Dictionary,
+    LinearMap,
+    NumpyRuntime,
+    OnnxRuntime,
+    Runtime,
+    is_linear,
+    sparse_codes,
+)
 from mrl_compress.vectors import validate
 
 
@@ -32,7 +40,7 @@ class Compressor:
         self._device = device
         self._runtime: Runtime | None = None
         self._dictionary: Dictionary | None = None
-        self._query_maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._linear: LinearMap | None = None
 
     # -- description ---------------------------------------------------------------------
     @property
@@ -104,8 +112,8 @@ class Compressor:
                        nonzeros: int | None = None) -> np.ndarray | SparseBatch:
         """Encode queries for a search on ``output``: what the retriever and ``eval`` send.
 
-        Dense outputs: as :meth:`encode` (the linear methods through one cached product, see
-        :meth:`_query_map`). Sparse outputs of a pursuit csr: each query's
+        Dense outputs: as :meth:`encode`; the linear methods through one cached product
+        (:attr:`linear`). Sparse outputs of a pursuit csr: each query's
         signed correlations with the dictionary's atoms in the codes' slots, the ``nonzeros``
         largest (default: all, two per atom); a document's score is then the query's cosine
         with the document's reconstruction. TopK csr: the query's own code, with
@@ -113,11 +121,10 @@ class Compressor:
         More non-zeros keep more of the query, for a longer sparse query (docs/benchmarks.md).
         """
         out = self.output(output)
-        linear = self._query_map(out)
-        if linear is not None and nonzeros is None:
-            return _project(vectors, linear) if _plain(vectors, self.input_dim) else (
-                _project(validate(vectors, dim=self.input_dim, what="queries to encode").vectors,
-                         linear))
+        if out.kind == "dense" and self.linear is not None and nonzeros is None:
+            x = vectors if _plain(vectors, self.input_dim) else validate(
+                vectors, dim=self.input_dim, what="queries to encode").vectors
+            return _unit(self.linear.project(x, out.size))
         if out.kind == "sparse" and self.dictionary is not None:
             nonzeros = out.size if nonzeros is None else nonzeros
         elif nonzeros is None or nonzeros == out.nonzeros:
@@ -135,27 +142,17 @@ class Compressor:
             return self.dictionary.queries(x, nonzeros)
         return sparse_codes(self.weights, x, nonzeros)
 
-    def _query_map(self, out: Output) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(W, offset)`` such that ``unit((x @ W) / |x| - offset)`` is a dense output of a
-        linear method (truncate, pca, ads, an adaptor without residual); None otherwise.
+    @property
+    def linear(self) -> LinearMap | None:
+        """A linear method's graph as one cached product (None for csr and a residual adaptor).
 
-        The same numbers as the graph (tests hold it to 1e-5), in one (1, D) @ (D, d) product:
-        a retriever encodes one query per call, where a graph run's fixed cost and the numpy
-        runtime's per-output steps cost more than the product itself (docs/benchmarks.md,
-        fifth session: ~0.5 ms of a 1 ms two-stage call at 1M points).
+        The same numbers as the graph (tests hold it to 1e-5). The retriever encodes one query
+        per call, where a graph run's fixed cost is more than the product itself: ~0.5 ms of a
+        1 ms two-stage call at 1M points (docs/benchmarks.md, fifth session).
         """
-        if out.kind != "dense" or self.method == "csr" or any(
-                k.startswith("residual.") for k in self.weights):
-            return None
-        if out.name not in self._query_maps:
-            w = self.weights
-            mean = np.asarray(w["mean"], np.float64)
-            rotation = np.asarray(w.get("rotation", np.eye(self.input_dim)), np.float64)
-            columns = np.asarray(w["index"]) if "index" in w else np.arange(rotation.shape[1])
-            chosen = rotation[:, columns[: out.size]]
-            self._query_maps[out.name] = (np.ascontiguousarray(chosen, np.float32),
-                                          (mean @ chosen).astype(np.float32))
-        return self._query_maps[out.name]
+        if self._linear is None and is_linear(self.method, self.weights):
+            self._linear = LinearMap(self.weights)
+        return self._linear
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
@@ -185,9 +182,7 @@ def _plain(vectors: object, dim: int) -> bool:
             and bool(np.isfinite(vectors).all()) and bool(np.abs(vectors).sum(axis=1).all()))
 
 
-def _project(x: np.ndarray, linear: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    weight, offset = linear
-    y = (x @ weight) / np.linalg.norm(x, axis=1, keepdims=True) - offset
+def _unit(y: np.ndarray) -> np.ndarray:
     return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 

@@ -91,14 +91,13 @@ def retrieval(compressor: Compressor, corpus: np.ndarray, queries: np.ndarray,
     full_ndcg, full_recall = score(metrics.top_k(queries, corpus, 100))
     rows = [RetrievalRow(f"full {corpus.shape[1]}d", 4.0 * corpus.shape[1], full_ndcg,
                          full_recall, 1.0, 1.0)]
-    ec, eq = compressor.encode(corpus), compressor.encode(queries)
+    ec = compressor.encode(corpus)
     for out in compressor.outputs:
-        if out.kind == "sparse":
-            eq[out.name] = compressor.encode_queries(queries, out.name, query_nonzeros)
-        top = metrics.top_k(eq[out.name], ec[out.name], 100)
+        asked = compressor.encode_queries(
+            queries, out.name, query_nonzeros if out.kind == "sparse" else None)
+        top = metrics.top_k(asked, ec[out.name], 100)
         ndcg, recall = score(top)
-        shortlist = metrics.two_stage(eq[out.name], ec[out.name], queries, corpus, 10,
-                                      10 * oversample)
+        shortlist = metrics.two_stage(asked, ec[out.name], queries, corpus, 10, 10 * oversample)
         two, _ = score(shortlist)
         rows.append(RetrievalRow(out.name, out.bytes_per_vector(), ndcg, recall,
                                  _ratio(ndcg, full_ndcg), _ratio(recall, full_recall), two,

@@ -60,9 +60,9 @@ def measure(
     queries, docs = metrics.normalize(queries), metrics.normalize(docs)
     truth = metrics.top_k(queries, docs, K)
     shortlist = K * oversample
-    eq, ed = encode(queries), encode(docs)
-    if encode_queries is not None:
-        eq = {o.name: encode_queries(queries, o.name) for o in outputs}
+    ed = encode(docs)
+    eq = (encode(queries) if encode_queries is None
+          else {o.name: encode_queries(queries, o.name) for o in outputs})
     rows = [
         _rows_for(o.name, "ours", o.bytes_per_vector(), eq[o.name], ed[o.name], queries, docs,
                   truth, shortlist)

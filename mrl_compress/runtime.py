@@ -70,30 +70,55 @@ class OnnxRuntime:
         return result
 
 
+def is_linear(method: str, weights: dict[str, np.ndarray]) -> bool:
+    """A dense method whose graph is one linear map (truncate, pca, ads, an adaptor without
+    a residual branch)."""
+    return method != "csr" and not any(k.startswith("residual.") for k in weights)
+
+
+class LinearMap:
+    """A linear method's graph as one product: output d is ``unit(y[:, :d])`` with
+    ``y = (x @ W) / |x| - offset``, ``W`` the rotation's selected columns (identity and raw
+    columns without a rotation) and ``offset`` the mean mapped the same way."""
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        mean = np.asarray(weights["mean"], np.float64)  # input-sized, whatever the method
+        rotation = np.asarray(weights.get("rotation", np.eye(len(mean))), np.float64)
+        columns = np.asarray(weights["index"]) if "index" in weights else slice(None)
+        chosen = rotation[:, columns]
+        self._weight, self._offset = chosen.astype(np.float32), (mean @ chosen).astype(np.float32)
+        self._narrow: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def project(self, x: np.ndarray, width: int) -> np.ndarray:
+        """The first ``width`` columns of ``y`` (un-normalised) for rows ``x``."""
+        if width not in self._narrow:  # contiguous columns: one query costs one small product
+            self._narrow[width] = (np.ascontiguousarray(self._weight[:, :width]),
+                                   self._offset[:width].copy())
+        weight, offset = self._narrow[width]
+        return (x @ weight) / np.linalg.norm(x, axis=1, keepdims=True) - offset
+
+
 class NumpyRuntime:
     """The same maths as the ONNX graph, in numpy (for linear dense methods and CSR)."""
 
     provider = "numpy"
 
-    def __init__(self, method: str, weights: dict[str, np.ndarray],
-                 outputs: Sequence[Output], dictionary: Dictionary | None = None) -> None:
-        if any(k.startswith("residual.") for k in weights):
+    def __init__(self, method: str, weights: dict[str, np.ndarray], outputs: Sequence[Output],
+                 dictionary: Dictionary | None = None) -> None:
+        if method != "csr" and not is_linear(method, weights):
             raise MissingDependency("this adaptor has a non-linear residual: serve it with "
                                     "onnxruntime (pip install 'mrl-compress[onnx]')")
         self.method = method
         self.w = weights
         self.outputs = list(outputs)
         self.dictionary = dictionary
+        self.linear = LinearMap(weights) if method != "csr" else None
 
     def run(self, vectors: np.ndarray) -> Encoded:
-        x = _unit(np.asarray(vectors, np.float32))
-        if self.method == "csr":
-            return self._sparse(x)
-        y = x - self.w["mean"]
-        if "rotation" in self.w:
-            y = y @ self.w["rotation"]
-        if "index" in self.w:
-            y = y[:, self.w["index"]]
+        x = np.asarray(vectors, np.float32)
+        if self.linear is None:
+            return self._sparse(_unit(x))
+        y = self.linear.project(x, max(o.size for o in self.outputs))
         return {o.name: _unit(y[:, : o.size]) for o in self.outputs}
 
     def _sparse(self, x: np.ndarray) -> Encoded:

@@ -233,7 +233,7 @@ def test_dense_queries_take_one_product_with_the_graphs_numbers(
     for out in compressor.outputs:
         np.testing.assert_allclose(compressor.encode_queries(queries, out.name),
                                    compressor.encode(queries)[out.name], atol=1e-5)
-    assert compressor._query_map(compressor.outputs[0]) is not None
+    assert compressor.linear is not None  # the one-product path, not the graph
     bad = queries[:3].copy()
     bad[1] = 0.0
     with pytest.raises(InvalidInput, match="all-zero"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,9 @@ import numpy as np
 
 from mrl_compress.evaluation import read_qrels
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; MRL_DATA points elsewhere (a GPU machine gets a copy)
+DATA = Path(os.environ.get("MRL_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @dataclass

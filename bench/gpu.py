@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,11 @@ def bench_fit(methods: list[str], rows: int, keep: str, cpu: bool, out: str | No
           "cpus": os.cpu_count()}, out)
     Path(keep).mkdir(parents=True, exist_ok=True)
     for method in methods:
-        emit(fit_once(method, rows, keep), out)
+        try:
+            emit(fit_once(method, rows, keep), out)
+        except Exception:  # report and go on: one run should show every broken path
+            emit({"method": method, "gpu_error": traceback.format_exc()[-1200:]}, out)
+            continue
         if cpu:  # the same fit on this machine's CPUs, in a process that sees no GPU
             child = subprocess.run(
                 [sys.executable, __file__, "fit-one", "--methods", method, "--rows", str(rows)],
@@ -78,7 +83,10 @@ def bench_fit(methods: list[str], rows: int, keep: str, cpu: bool, out: str | No
             line = child.stdout.strip().splitlines()[-1] if child.stdout.strip() else ""
             emit(json.loads(line) if child.returncode == 0 else
                  {"method": method, "cpu_error": child.stderr[-800:]}, out)
-    emit(pairs_check(rows), out)
+    try:
+        emit(pairs_check(rows), out)
+    except Exception:
+        emit({"pairs_fit_error": traceback.format_exc()[-1200:]}, out)
 
 
 def pairs_check(rows: int) -> dict:

@@ -60,8 +60,10 @@ class Sampler:
     def build(cls, x: torch.Tensor, cluster_size: int = 256, seed: int = 0) -> Sampler:
         clusters = max(1, len(x) // cluster_size)
         assign = kmeans(x, clusters, seed=seed)
-        order = torch.argsort(assign)
-        counts = torch.bincount(assign, minlength=clusters)
+        # index bookkeeping stays on the CPU, where draw()'s generator makes its indices
+        # (on a GPU run a cuda ``order`` met CPU random indices in torch.cat)
+        order = torch.argsort(assign).cpu()
+        counts = torch.bincount(assign, minlength=clusters).cpu()
         starts = torch.cumsum(counts, 0) - counts
         return cls(x, assign, order, starts, counts, torch.Generator().manual_seed(seed))
 

@@ -209,7 +209,7 @@ def fit_ads(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         mean, basis = (x.mean(0) if s.center else zero), None
     y = (x - mean) @ basis if basis is not None else x - mean
     gen = torch.Generator().manual_seed(s.seed)
-    fixed_draw = [sampler.draw(256, 2048, 2048) for _ in range(4)]
+    fixed_draw = [tuple(t.to(dev) for t in sampler.draw(256, 2048, 2048)) for _ in range(4)]
 
     def ranking_loss(order: torch.Tensor) -> float:
         """Listwise loss of hard top-d selections by ``order`` (lower is better)."""
@@ -340,7 +340,8 @@ def _default(value: float | None, default: float) -> float:
 
 
 def _gumbel(shape: torch.Size, gen: torch.Generator, dev: torch.device) -> torch.Tensor:
-    u = torch.rand(shape, generator=gen, device=dev).clamp(1e-6, 1 - 1e-6)
+    # drawn on the CPU (gen is a CPU generator), so a GPU fit draws the same noise
+    u = torch.rand(shape, generator=gen).clamp(1e-6, 1 - 1e-6).to(dev)
     return -torch.log(-torch.log(u))
 
 

@@ -122,9 +122,11 @@ class Compressor:
         """
         out = self.output(output)
         if out.kind == "dense" and self.linear is not None and nonzeros is None:
-            x = vectors if _plain(vectors, self.input_dim) else validate(
-                vectors, dim=self.input_dim, what="queries to encode").vectors
-            return _unit(self.linear.project(x, out.size))
+            norms = _plain_norms(vectors, self.input_dim)
+            if norms is None:  # validate says what is wrong (or cleans a float64 list)
+                vectors = validate(vectors, dim=self.input_dim, what="queries to encode").vectors
+                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            return _unit(self.linear.project(vectors, out.size, norms))
         if out.kind == "sparse" and self.dictionary is not None:
             nonzeros = out.size if nonzeros is None else nonzeros
         elif nonzeros is None or nonzeros == out.nonzeros:
@@ -175,15 +177,23 @@ def _concat(parts: list[np.ndarray | SparseBatch]) -> np.ndarray | SparseBatch:
     return np.concatenate([p for p in parts if isinstance(p, np.ndarray)])
 
 
-def _plain(vectors: object, dim: int) -> bool:
-    """A float32 (n, dim) array of finite, non-zero rows: nothing for ``validate`` to say."""
-    return (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
-            and vectors.ndim == 2 and vectors.shape[1] == dim
-            and bool(np.isfinite(vectors).all()) and bool(np.abs(vectors).sum(axis=1).all()))
+def _plain_norms(vectors: object, dim: int) -> np.ndarray | None:
+    """The (n, 1) row lengths of a float32 (n, dim) array of finite, non-zero rows, else None
+    (``validate`` then says what is wrong). One pass: a NaN or inf entry makes its row's
+    sum of squares NaN or inf, a zero row makes it 0. Part of a one-query encode, where
+    every numpy call counts (docs/benchmarks.md, sixth session)."""
+    if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
+            and vectors.ndim == 2 and vectors.shape[1] == dim):
+        return None
+    squares = np.einsum("ij,ij->i", vectors, vectors)
+    if not (np.isfinite(squares).all() and squares.all()):
+        return None
+    return np.sqrt(squares)[:, None]
 
 
 def _unit(y: np.ndarray) -> np.ndarray:
-    return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)).astype(
+        np.float32, copy=False)
 
 
 def load(path: str | Path, runtime: str = "auto", device: str = "auto") -> Compressor:

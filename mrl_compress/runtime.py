@@ -92,13 +92,16 @@ class LinearMap:
         self._weight, self._offset = chosen.astype(np.float32), (mean @ chosen).astype(np.float32)
         self._narrow: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def project(self, x: np.ndarray, width: int) -> np.ndarray:
-        """The first ``width`` columns of ``y`` (un-normalised) for rows ``x``."""
+    def project(self, x: np.ndarray, width: int, norms: np.ndarray | None = None) -> np.ndarray:
+        """The first ``width`` columns of ``y`` (un-normalised) for rows ``x``; ``norms``:
+        the rows' (n, 1) lengths when the caller has them already."""
         if width not in self._narrow:  # contiguous columns: one query costs one small product
             self._narrow[width] = (np.ascontiguousarray(self._weight[:, :width]),
                                    self._offset[:width].copy())
         weight, offset = self._narrow[width]
-        return (x @ weight) / np.linalg.norm(x, axis=1, keepdims=True) - offset
+        if norms is None:
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return (x @ weight) / norms - offset
 
 
 class NumpyRuntime:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; MRL_DATA points at a copy (a GPU machine gets one)
+DATA = Path(os.environ.get("MRL_DATA")
+            or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 METHODS = ["truncate", "pca", "ads", "adaptor", "csr"]
 
 

@@ -179,16 +179,16 @@ def _concat(parts: list[np.ndarray | SparseBatch]) -> np.ndarray | SparseBatch:
 
 def _plain_norms(vectors: object, dim: int) -> np.ndarray | None:
     """The (n, 1) row lengths of a float32 (n, dim) array of finite, non-zero rows, else None
-    (``validate`` then says what is wrong). One pass: a NaN or inf entry makes its row's
-    sum of squares NaN or inf, a zero row makes it 0. Part of a one-query encode, where
-    every numpy call counts (docs/benchmarks.md, sixth session)."""
+    (``validate`` then says what is wrong). The lengths are the check: a NaN or inf entry
+    makes its row's length NaN or inf, a zero row makes it 0. Part of a one-query encode,
+    where every numpy call counts (docs/benchmarks.md, sixth session)."""
     if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
             and vectors.ndim == 2 and vectors.shape[1] == dim):
         return None
-    squares = np.einsum("ij,ij->i", vectors, vectors)
-    if not (np.isfinite(squares).all() and squares.all()):
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not (np.isfinite(norms).all() and norms.all()):
         return None
-    return np.sqrt(squares)[:, None]
+    return norms
 
 
 def _unit(y: np.ndarray) -> np.ndarray:

@@ -101,7 +101,7 @@ class LinearMap:
         weight, offset = self._narrow[width]
         if norms is None:
             norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return (x @ weight) / norms - offset
+        return (x @ weight) / np.maximum(norms, 1e-12) - offset  # the graph's clamp
 
 
 class NumpyRuntime:

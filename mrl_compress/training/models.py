@@ -173,7 +173,7 @@ class SparseTopK(nn.Module):
         assert self.atoms is not None, "call use_pursuit() first"
         # the reconstruction itself, one (n, hidden) @ (hidden, dim) product: indexing the Gram
         # matrix by pairs of ids instead made the exporter fold a second copy of it
-        shares = torch.zeros(ids.shape[0], self.hidden).scatter(1, ids, coefs)
+        shares = torch.zeros(ids.shape[0], self.hidden, device=coefs.device).scatter(1, ids, coefs)
         length = (shares @ self.atoms).norm(dim=-1, keepdim=True).clamp_min(1e-12)
         slots = ids + self.hidden * (coefs < 0).long()
         return slots.to(torch.int32), coefs.abs() / length

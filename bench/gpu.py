@@ -20,14 +20,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import corpus, rate  # noqa: E402
+from speed import corpus, rate, timed_fit  # noqa: E402
 
 import mrl_compress  # noqa: E402
 from mrl_compress.outputs import SparseBatch  # noqa: E402
@@ -42,25 +41,13 @@ def emit(row: dict, out: str | None) -> None:
 
 
 def fit_once(method: str, rows: int, keep: str | None) -> dict:
-    """One fit where this process runs (GPU when torch sees one)."""
-    x = corpus(rows)
-    marks: list[float] = []
-
-    def done(step: int, total: int, _loss: float) -> None:
-        if step == total:
-            marks.append(time.perf_counter())
-
-    started = time.perf_counter()
-    result = mrl_compress.fit(x, method, dims=(64, 128, 256), k=(32,), progress=done)
-    total = time.perf_counter() - started
+    """One fit where this process runs (GPU when torch sees one), with its retention."""
+    result, row = timed_fit(corpus(rows), method)
     if keep:
         result.compressor.save(Path(keep) / f"{method}.mrlc", overwrite=True)
-    return {"method": method, "rows": rows,
-            "device": result.compressor.manifest.settings.get("device"),
-            "fit_seconds": round(total, 1),
-            "train_seconds": round((marks[-1] - started) if marks else total, 1),
-            "retention": {r.name: [round(r.recall, 3), r.two_stage and round(r.two_stage, 3)]
-                          for r in result.retention if r.kind == "ours"}}
+    row["retention"] = {r.name: [round(r.recall, 3), r.two_stage and round(r.two_stage, 3)]
+                        for r in result.retention if r.kind == "ours"}
+    return row
 
 
 def bench_fit(methods: list[str], rows: int, keep: str, cpu: bool, out: str | None) -> None:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 
 import mrl_compress  # noqa: E402
+from mrl_compress.fitting import FitResult  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,25 +38,29 @@ def corpus(rows: int) -> np.ndarray:
     return np.asarray(x[:rows], dtype=np.float32)
 
 
+def timed_fit(x: np.ndarray, method: str) -> tuple[FitResult, dict]:
+    """``mrl_compress.fit`` with the default outputs, and its row: wall time, the training
+    part alone (until the last progress step), the device it trained on."""
+    marks: list[float] = []
+
+    def done(step: int, total: int, _loss: float) -> None:
+        if step == total:
+            marks.append(time.perf_counter())
+
+    started = time.perf_counter()
+    base, options = method_options(method)
+    result = mrl_compress.fit(x, base, dims=(64, 128, 256), k=(32,), progress=done, **options)
+    total = time.perf_counter() - started
+    return result, {"method": method, "rows": len(x), "fit_seconds": round(total, 1),
+                    "train_seconds": round((marks[-1] - started) if marks else total, 1),
+                    "device": result.compressor.manifest.settings.get("device")}
+
+
 def bench_fit(methods: list[str], rows: int) -> list[dict]:
     x = corpus(rows)
     out = []
     for method in methods:
-        marks: list[float] = []
-
-        def done(step: int, total: int, _loss: float, marks: list[float] = marks) -> None:
-            if step == total:
-                marks.append(time.perf_counter())
-
-        started = time.perf_counter()
-        base, options = method_options(method)
-        result = mrl_compress.fit(x, base, dims=(64, 128, 256), k=(32,), progress=done,
-                                  **options)
-        total = time.perf_counter() - started
-        train = (marks[-1] - started) if marks else total
-        out.append({"method": method, "rows": rows, "fit_seconds": round(total, 1),
-                    "train_seconds": round(train, 1),
-                    "device": result.compressor.manifest.settings.get("device")})
+        out.append(timed_fit(x, method)[1])
         print(out[-1], flush=True)
     return out
 

@@ -19,6 +19,7 @@ from mrl_compress.runtime import (
     Runtime,
     is_linear,
     sparse_codes,
+    unit_rows,
 )
 from mrl_compress.vectors import validate
 
@@ -126,7 +127,7 @@ class Compressor:
             if norms is None:  # validate says what is wrong (or cleans a float64 list)
                 vectors = validate(vectors, dim=self.input_dim, what="queries to encode").vectors
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            return _unit(self.linear.project(vectors, out.size, norms))
+            return unit_rows(self.linear.project(vectors, out.size, norms))
         if out.kind == "sparse" and self.dictionary is not None:
             nonzeros = out.size if nonzeros is None else nonzeros
         elif nonzeros is None or nonzeros == out.nonzeros:
@@ -189,11 +190,6 @@ def _plain_norms(vectors: object, dim: int) -> np.ndarray | None:
     if not (np.isfinite(norms).all() and norms.all()):
         return None
     return norms
-
-
-def _unit(y: np.ndarray) -> np.ndarray:
-    return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)).astype(
-        np.float32, copy=False)
 
 
 def load(path: str | Path, runtime: str = "auto", device: str = "auto") -> Compressor:

@@ -22,7 +22,8 @@ class Runtime(Protocol):
     def run(self, vectors: np.ndarray) -> Encoded: ...
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero), in the input's dtype."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
@@ -123,9 +124,9 @@ class NumpyRuntime:
     def run(self, vectors: np.ndarray) -> Encoded:
         x = np.asarray(vectors, np.float32)
         if self.linear is None:
-            return self._sparse(_unit(x))
+            return self._sparse(unit_rows(x))
         y = self.linear.project(x, max(o.size for o in self.outputs))
-        return {o.name: _unit(y[:, : o.size]) for o in self.outputs}
+        return {o.name: unit_rows(y[:, : o.size]) for o in self.outputs}
 
     def _sparse(self, x: np.ndarray) -> Encoded:
         if self.dictionary is not None:
@@ -145,7 +146,7 @@ class Dictionary:
     """
 
     def __init__(self, weights: dict[str, np.ndarray]) -> None:
-        self.atoms = _unit(np.asarray(weights["weight"], np.float32))
+        self.atoms = unit_rows(np.asarray(weights["weight"], np.float32))
         self.hidden = self.atoms.shape[0]
         self._gram: np.ndarray | None = None
 
@@ -214,5 +215,5 @@ def sparse_codes(weights: dict[str, np.ndarray], x: np.ndarray, k: int) -> Spars
     vals = np.take_along_axis(pre, idx, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
     idx = np.take_along_axis(idx, order, axis=1)
-    vals = _unit(np.maximum(np.take_along_axis(vals, order, axis=1), 0))
+    vals = unit_rows(np.maximum(np.take_along_axis(vals, order, axis=1), 0))
     return SparseBatch(idx.astype(np.int32), vals.astype(np.float32), pre.shape[1])

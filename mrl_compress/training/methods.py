@@ -209,7 +209,7 @@ def fit_ads(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
         mean, basis = (x.mean(0) if s.center else zero), None
     y = (x - mean) @ basis if basis is not None else x - mean
     gen = torch.Generator().manual_seed(s.seed)
-    fixed_draw = [tuple(t.to(dev) for t in sampler.draw(256, 2048, 2048)) for _ in range(4)]
+    fixed_draw = [sampler.draw(256, 2048, 2048) for _ in range(4)]
 
     def ranking_loss(order: torch.Tensor) -> float:
         """Listwise loss of hard top-d selections by ``order`` (lower is better)."""
@@ -237,7 +237,6 @@ def fit_ads(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     for step in range(steps):
         temp = 0.05 ** (step / max(1, steps - 1))  # anneal the relaxation 1 → 0.05
         a, c = sampler.draw(256, 2048, 2048)
-        a, c = a.to(dev), c.to(dev)
         xa, real = query_like(x, a, s.mix, sampler.generator)
         self_match = (a[:, None] == c[None, :]) & real[:, None]
         teacher = (xa @ x[c].t()).masked_fill(self_match, -1e4)
@@ -295,7 +294,6 @@ def fit_csr(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     anchors, candidates = s.anchors or 256, s.candidates or 1536
     for step in range(steps):
         a, c = sampler.draw(anchors, candidates // 2, candidates // 2)
-        a, c = a.to(dev), c.to(dev)
         xa = x[a]
         pre = model.pre_activation(xa)
         h = model.codes(pre, k)

@@ -84,7 +84,8 @@ class Sampler:
         return vecs.flip(1).float()
 
     def draw(self, anchors: int, hard: int, random: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(anchor indices, candidate indices); anchors come from a few clusters."""
+        """(anchor indices, candidate indices) on the data's device; anchors come from a few
+        clusters. Drawn on the CPU (the generator's device), so a GPU fit makes the same draws."""
         n_clusters = len(self.counts)
         picks = torch.randint(0, n_clusters, (max(1, hard // 256),), generator=self.generator)
         members = torch.cat([
@@ -94,7 +95,7 @@ class Sampler:
             members = torch.randint(0, len(self.x), (hard,), generator=self.generator)
         pos = torch.randint(0, len(members), (anchors,), generator=self.generator)
         rand = torch.randint(0, len(self.x), (random,), generator=self.generator)
-        return members[pos], torch.cat([members, rand])
+        return members[pos].to(self.x.device), torch.cat([members, rand]).to(self.x.device)
 
 
 def query_like(x: torch.Tensor, anchors: torch.Tensor, mix: float,
@@ -181,7 +182,6 @@ def train_dense(
     pair_gen = torch.Generator().manual_seed(seed + 1)
     for step in range(steps):
         a, c = sampler.draw(anchors, hard, random)
-        a, c = a.to(dev), c.to(dev)
         xa, real = query_like(x, a, mix, sampler.generator)
         self_match = (a[:, None] == c[None, :]) & real[:, None]
         loss = dense_step_loss(model, xa, x[c], self_match, log_scales, tau)

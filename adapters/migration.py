@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -59,6 +59,10 @@ SCAN_BATCH = 2048
 round trips (Milvus Lite answers each scan query in time proportional to the collection)."""
 Progress = Callable[[int, int], None]
 """``progress(points_done, points_total)`` after every committed batch."""
+_Row = tuple[dict[str, np.ndarray], dict[str, Any]]
+"""A point's vectors by name, and its payload."""
+L = TypeVar("L")
+R = TypeVar("R")
 
 
 # ── plan ─────────────────────────────────────────────────────────────────────────────────
@@ -82,6 +86,8 @@ class Checkpoint:
     total: int = 0
     batches: int = 0
     reconciled: int = 0
+    copied_bytes: int = 0
+    """Length of the copy record (:class:`CopyRecord`) after the last committed batch."""
     started_at: str = ""
     updated_at: str = ""
     version: int = CHECKPOINT_VERSION
@@ -490,6 +496,7 @@ def run(
             report.swapped, report.cutover = _cut_over(opened, plan, target)
         ck.phase = "done"
         ck.save(plan.checkpoint)
+        CopyRecord.of(plan.checkpoint).remove()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -507,10 +514,16 @@ def _write_pass(store: VectorStore, plan: Plan, model: Compressor, ck: Checkpoin
         else:
             store.write_outputs(target, batch.ids, encoded)
 
-    def commit(n: int, next_offset: Any) -> None:
-        ck.done += n
+    record = CopyRecord.of(plan.checkpoint)
+    if copy:  # drop what a stopped run recorded past its last committed batch
+        record.truncate(ck.copied_bytes)
+
+    def commit(batch: _Rows) -> None:
+        if copy:
+            ck.copied_bytes = record.append(batch, names)
+        ck.done += len(batch.ids)
         ck.batches += 1
-        ck.offset = next_offset
+        ck.offset = batch.next_offset
         ck.save(plan.checkpoint)
         if progress:
             progress(ck.done, ck.total)
@@ -526,15 +539,22 @@ def _write_pass(store: VectorStore, plan: Plan, model: Compressor, ck: Checkpoin
 
 
 def _pipeline(rows: Iterator[_Rows], write: Callable[[_Rows], None],
-              commit: Callable[[int, Any], None], workers: int) -> None:
-    """One reader thread, ``workers`` threads that encode and write, commits in read order.
+              commit: Callable[[_Rows], None], workers: int) -> None:
+    """Write every batch, then commit it; commits in read order.
 
-    The checkpoint only moves past batch i once batches 0..i are all written, so a stop at
-    any moment loses nothing; at most ``3 * workers`` batches are in memory. One worker too
-    runs here: reading the next batch then overlaps encoding and writing this one (the
-    engines and onnxruntime release the GIL in their native code), and the checkpoint is
-    saved on the calling thread meanwhile.
+    One worker reads, encodes, writes and commits each batch in turn. More workers run one
+    reader thread and ``workers`` threads that encode and write, with commits on the calling
+    thread; the checkpoint only moves past batch i once batches 0..i are all written, so a
+    stop at any moment loses nothing, and at most ``3 * workers`` batches are in memory.
+    Threads are not the default: Qdrant Edge holds the GIL while it reads and writes, and on
+    2 cores the threaded single worker was slower than the plain loop (write pass 0.78-0.83
+    vs 0.85-0.89 of raw upsert at 100k, three alternating runs; docs/benchmarks.md).
     """
+    if workers == 1:
+        for each in rows:
+            write(each)
+            commit(each)
+        return
     todo: queue.Queue[tuple[int, _Rows]] = queue.Queue(maxsize=2 * workers)
     done: queue.Queue[tuple[int, _Rows | None, BaseException | None]] = queue.Queue()
     stop, read_all = threading.Event(), threading.Event()
@@ -594,8 +614,7 @@ def _pipeline(rows: Iterator[_Rows], write: Callable[[_Rows], None],
             assert batch is not None
             waiting[seq] = batch
             while following in waiting:
-                ready = waiting.pop(following)
-                commit(len(ready.ids), ready.next_offset)
+                commit(waiting.pop(following))
                 following += 1
     finally:
         stop.set()
@@ -610,38 +629,122 @@ def reconcile(store: VectorStore, plan: Plan, model: Compressor, target: str,
               rounds: int = 3) -> tuple[int, int]:
     """Re-copy the points the application changed or added during the copy.
 
-    Detection is by content, the same on every engine: the source and the copy are read
-    side by side (both stream in id order), and a point whose payload or original vectors
-    differ, or that the copy lacks, is encoded and written again. Repeated until a pass finds
-    nothing (at most ``rounds`` passes). Returns (points re-copied, points only the copy has);
-    the latter were deleted from the source during the copy and are reported, not deleted
-    (the protocol has no delete). Writes that land after the last pass are not seen: stop
-    writers, or swap and re-run ``--resume`` on a quiet collection (see docs/migrate.md).
+    Detection is by content, the same on every engine: the write pass kept a digest of every
+    point it copied (payload and original vectors, :class:`CopyRecord`); the source is read
+    again, in the same id order, and a point whose digest differs, or that the record lacks,
+    is encoded and written again. The copy itself is not read back (a byte-for-byte sample
+    of it is compared in verification). Repeated until a pass finds nothing (at most
+    ``rounds`` passes), each pass leaving the record of what the copy now holds. Returns
+    (points re-copied, points only the copy has); the latter were deleted from the source
+    during the copy and are reported, not deleted (the protocol has no delete). Writes that
+    land after the last pass are not seen: stop writers, or swap and re-run ``--resume`` on
+    a quiet collection (see docs/migrate.md).
     """
     names = plan.copied_vectors
+    record = CopyRecord.of(plan.checkpoint)
+    scan = max(plan.batch_size, SCAN_BATCH)
     total, orphans = 0, 0
     for _ in range(rounds):
         changed = 0
         orphans = 0
         pending: list[tuple[PointId, dict[str, np.ndarray], dict[str, Any]]] = []
-        scan = max(plan.batch_size, SCAN_BATCH)
-        source = _read(store, plan.collection, names, scan, None, True, plan.vector)
-        copy = _read(store, target, names, scan, None, True, plan.vector)
-        for pid, left, right in _join(source, copy):
-            if left is None:
-                orphans += 1
-                continue
-            if right is not None and _same(left, right, names):
-                continue
-            pending.append((pid, left[0], left[1]))
-            if len(pending) >= plan.batch_size:
-                changed += _recopy(store, target, model, plan.vector, pending)
-                pending = []
-        changed += _recopy(store, target, model, plan.vector, pending)
+        source = _points(_read(store, plan.collection, names, scan, None, True, plan.vector))
+        with record.rewrite() as keep:
+            for pid, now, copied in _join(source, record.batches(scan)):
+                if now is None:  # only the copy has it
+                    assert copied is not None
+                    orphans += 1
+                    keep(pid, copied)
+                    continue
+                digest = _digest(now, names)
+                keep(pid, digest)
+                if digest == copied:
+                    continue
+                pending.append((pid, now[0], now[1]))
+                if len(pending) >= plan.batch_size:
+                    changed += _recopy(store, target, model, plan.vector, pending)
+                    pending = []
+            changed += _recopy(store, target, model, plan.vector, pending)
         total += changed
         if not changed:
             break
     return total, orphans
+
+
+@dataclass
+class CopyRecord:
+    """What a copy holds: ``[id, digest]`` JSON lines beside the checkpoint, one per copied
+    point, in the order they were read (the source's id order).
+
+    The write pass appends a committed batch's digests before the checkpoint names the new
+    length (``Checkpoint.copied_bytes``), and a resumed pass cuts the record back to it, so the
+    record holds exactly the committed points. Reconciliation compares the source against it
+    instead of reading the copy whole, and leaves a new record per pass (replaced atomically).
+    """
+
+    path: Path
+
+    @classmethod
+    def of(cls, checkpoint: Path) -> CopyRecord:
+        return cls(checkpoint.with_name(checkpoint.name + ".copied"))
+
+    def truncate(self, size: int) -> None:
+        if self.path.is_file() and self.path.stat().st_size > size:
+            os.truncate(self.path, size)
+
+    def append(self, batch: _Rows, names: Sequence[str]) -> int:
+        """Record ``batch``'s points; returns the record's new length in bytes."""
+        lines = "".join(
+            _record_line(pid, _digest(({n: batch.vectors[n][i] for n in names},
+                                       batch.payloads[i]), names))
+            for i, pid in enumerate(batch.ids)
+        )  # fmt: skip
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(lines)
+            return f.tell()
+
+    def batches(self, size: int) -> Iterator[list[tuple[PointId, str]]]:
+        if not self.path.is_file():
+            return
+        with open(self.path, encoding="utf-8") as f:
+            batch: list[tuple[PointId, str]] = []
+            for line in f:
+                pid, digest = json.loads(line)
+                batch.append((pid, digest))
+                if len(batch) == size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+    @contextmanager
+    def rewrite(self) -> Iterator[Callable[[PointId, str], None]]:
+        """A new record, written through the yielded ``keep(id, digest)``; it replaces the
+        old one only when the block ends without an error."""
+        scratch = self.path.with_name(self.path.name + ".tmp")
+        with open(scratch, "w", encoding="utf-8") as f:
+
+            def keep(pid: PointId, digest: str) -> None:
+                f.write(_record_line(pid, digest))
+
+            yield keep
+        os.replace(scratch, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _record_line(pid: PointId, digest: str) -> str:
+    return json.dumps([pid, digest], ensure_ascii=False) + "\n"
+
+
+def _digest(row: _Row, names: Sequence[str]) -> str:
+    """A point's original vectors (their bytes) and payload (canonical JSON), hashed."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in names:
+        h.update(np.asarray(row[0][name]).tobytes())
+    h.update(_canonical(row[1]).encode())
+    return h.hexdigest()
 
 
 def _recopy(store: VectorStore, target: str, model: Compressor, vector: str,
@@ -825,24 +928,25 @@ def _read(store: VectorStore, collection: str, names: Sequence[str], batch_size:
                     batch.next_offset)
 
 
-def _join(left: Iterator[_Rows], right: Iterator[_Rows]) -> Iterator[
-        tuple[PointId, tuple[dict[str, np.ndarray], dict[str, Any]] | None,
-              tuple[dict[str, np.ndarray], dict[str, Any]] | None]]:
+def _points(rows: Iterator[_Rows]) -> Iterator[list[tuple[PointId, _Row]]]:
+    """The points of each batch as (id, (vectors, payload))."""
+    for batch in rows:
+        yield [(pid, ({n: v[i] for n, v in batch.vectors.items()},
+                      batch.payloads[i] if batch.payloads else {}))
+               for i, pid in enumerate(batch.ids)]  # fmt: skip
+
+
+def _join(left: Iterator[list[tuple[PointId, L]]], right: Iterator[list[tuple[PointId, R]]]
+          ) -> Iterator[tuple[PointId, L | None, R | None]]:
     """Points of two id-ordered streams matched by id, in ``left``'s order then the rest.
 
     Both streams are read a batch at a time, alternately; points wait in a dict until
     their partner arrives, so memory stays at about a batch when the orders agree.
     """
-    Row = tuple[dict[str, np.ndarray], dict[str, Any]]
-    wait_left: dict[PointId, Row] = {}
-    wait_right: dict[PointId, Row] = {}
+    wait_left: dict[PointId, L] = {}
+    wait_right: dict[PointId, R] = {}
     order: list[PointId] = []
     live = {"left": True, "right": True}
-
-    def rows(batch: _Rows) -> Iterator[tuple[PointId, Row]]:
-        for i, pid in enumerate(batch.ids):
-            payload = batch.payloads[i] if batch.payloads else {}
-            yield pid, ({n: v[i] for n, v in batch.vectors.items()}, payload)
 
     while live["left"] or live["right"]:
         if live["left"]:
@@ -850,16 +954,15 @@ def _join(left: Iterator[_Rows], right: Iterator[_Rows]) -> Iterator[
             if batch is None:
                 live["left"] = False
             else:
-                for pid, row in rows(batch):
+                for pid, row in batch:
                     wait_left[pid] = row
                     order.append(pid)
         if live["right"]:
-            batch = next(right, None)
-            if batch is None:
+            other = next(right, None)
+            if other is None:
                 live["right"] = False
             else:
-                for pid, row in rows(batch):
-                    wait_right[pid] = row
+                wait_right.update(other)
         keep = []
         for pid in order:
             if pid in wait_right:
@@ -874,8 +977,7 @@ def _join(left: Iterator[_Rows], right: Iterator[_Rows]) -> Iterator[
                 yield pid, None, wait_right.pop(pid)
 
 
-def _same(a: tuple[dict[str, np.ndarray], dict[str, Any]],
-          b: tuple[dict[str, np.ndarray], dict[str, Any]], names: Sequence[str]) -> bool:
+def _same(a: _Row, b: _Row, names: Sequence[str]) -> bool:
     return all(np.asarray(a[0][n]).tobytes() == np.asarray(b[0][n]).tobytes() for n in names) \
         and _canonical(a[1]) == _canonical(b[1])
 

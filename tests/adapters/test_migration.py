@@ -410,10 +410,17 @@ class FlakyStore:
         return getattr(self.store, name)
 
     def write_outputs(self, *args: Any) -> None:
+        self._spend()
+        self.store.write_outputs(*args)
+
+    def upsert(self, *args: Any) -> None:
+        self._spend()
+        self.store.upsert(*args)
+
+    def _spend(self) -> None:
         if self.ok <= 0:
             raise StoreError("cannot reach Qdrant at http://db:6333 after 3 tries: refused")
         self.ok -= 1
-        self.store.write_outputs(*args)
 
 
 def test_server_going_away_stops_cleanly_and_resume_finishes(
@@ -439,6 +446,34 @@ def test_server_going_away_stops_cleanly_and_resume_finishes(
     assert plan.resume is not None and plan.resume.done == 200
     report = migration.run(plan, store=store)
     assert report.ok and report.written == 300 and report.verification.sampled == n
+    store.close()
+
+
+def test_resumed_copy_keeps_a_record_of_exactly_the_committed_points(
+    tmp_path: Path, glosses: Any, artifact: Path
+) -> None:
+    """Reconciliation compares the source with the record the write pass kept: a resumed
+    copy cuts off what a stopped run recorded past its checkpoint, so an untouched source
+    re-copies nothing and the copy has no orphans."""
+    vectors, payloads = glosses
+    n = 500
+    uri = edge_docs(tmp_path / "edge", vectors[:n], payloads[:n])
+    store = connect(uri)
+    ck = tmp_path / "ck.json"
+    plan = migration.plan(uri, "docs", artifact, mode="copy", batch_size=100, checkpoint=ck,
+                          store=store)  # fmt: skip
+    with pytest.raises(StoreError):
+        migration.run(plan, store=FlakyStore(store, ok=2))  # type: ignore[arg-type]
+    record = migration.CopyRecord.of(ck)
+    assert len(record.path.read_text().splitlines()) == 200
+    with open(record.path, "a") as f:  # as if killed after recording a batch, before its commit
+        f.write('[1000000, "00000000000000000000000000000000"]\n')
+    plan = migration.plan(uri, "docs", artifact, mode="copy", batch_size=100, checkpoint=ck,
+                          store=store, resume=True, verify=None)  # fmt: skip
+    report = migration.run(plan, store=store)
+    assert report.ok and report.written == 300 and report.verification.sampled == n
+    assert (report.reconciled, report.orphans) == (0, 0)
+    assert not record.path.exists()  # removed once the migration is done
     store.close()
 
 

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from mrl_compress.adapters import VectorField, connect  # noqa: E402
+from mrl_compress.adapters import VectorField, connect, milvus  # noqa: E402
 from mrl_compress.adapters.milvus import MilvusStore, _filter_expr, _parse_schema  # noqa: E402
 from mrl_compress.errors import (  # noqa: E402
     Conflict,
@@ -152,6 +152,44 @@ def test_iter_batches_in_id_order_and_resumable(
     assert [p for b in batches for p in b.payloads] == payloads
     resumed = list(store.iter_batches(collection, "full", batch_size=700, offset=699))
     assert resumed[0].ids[0] == 700 and sum(len(b.ids) for b in resumed) == 1300
+
+
+@pytest.mark.parametrize("windows", [False, True], ids=["one-listing", "key-windows"])
+def test_scans_list_keys_in_one_query_or_in_windows_alike(
+    store: MilvusStore, collection: str, vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch,
+    windows: bool,
+) -> None:
+    """Up to _LIST_ALL_MAX rows a scan lists every key at once, above it in key windows: the
+    same points in the same order, resumable from any batch, for integer and string keys."""
+    if windows:
+        monkeypatch.setattr(milvus, "_LIST_ALL_MAX", 0)
+        monkeypatch.setattr(milvus, "_KEY_WINDOW", 450)
+    batches = list(store.iter_batches(collection, "full", batch_size=200, with_payload=False))
+    assert [i for b in batches for i in b.ids] == list(range(N))
+    assert np.concatenate([b.vectors for b in batches]).tobytes() == vectors.tobytes()
+    assert batches[-1].next_offset is None
+    resumed = list(store.iter_batches(collection, "full", batch_size=200,
+                                      offset=batches[4].next_offset, with_payload=False))
+    assert [i for b in resumed for i in b.ids] == [i for b in batches[5:] for i in b.ids]
+
+    keys = ["", "a", "b b", "é", "ü2", *(f"k{i:03d}" for i in range(20))]
+    client = store._client  # an application's collection with string keys
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("key", _dtype("VARCHAR"), is_primary=True, max_length=16)
+    schema.add_field("full", _dtype("FLOAT_VECTOR"), dim=384)
+    index = client.prepare_index_params()
+    index.add_index("full", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("named", schema=schema, index_params=index,
+                             consistency_level="Strong")  # fmt: skip
+    try:
+        store.upsert("named", keys[::-1], {"full": vectors[: len(keys)]})
+        if windows:
+            monkeypatch.setattr(milvus, "_KEY_WINDOW", 4)
+        named = list(store.iter_batches("named", "full", batch_size=3, with_payload=False))
+        assert [k for b in named for k in b.ids] == sorted(keys)
+        assert [k for ids in store.point_ids("named", batch_size=5) for k in ids] == sorted(keys)
+    finally:
+        store.drop_collection("named")
 
 
 def test_iter_batches_without_payload(store: MilvusStore, collection: str) -> None:

@@ -315,7 +315,9 @@ def migrate(
                                                "unnamed or only dense one).")] = None,
     mode: Annotated[str, typer.Option(help="auto | in-place | copy")] = "auto",
     batch: Annotated[int, typer.Option(help="Points per batch (one checkpoint each).")] = 512,
-    workers: Annotated[int, typer.Option(help="Threads that encode and write batches.")] = 1,
+    workers: Annotated[int, typer.Option(
+        help="1: read, encode and write each batch in turn; N > 1: a reader thread feeds N "
+        "threads that encode and write.")] = 1,
     dry_run: Annotated[bool, typer.Option(help="Print the plan, write nothing.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint.")] = False,
     swap: Annotated[bool, typer.Option(help="Copy mode: point the alias at the copy.")] = False,

@@ -1,14 +1,19 @@
 """Migration throughput as a ratio of the same engine's raw upsert throughput, in one run.
 
-For each engine: upsert N WordNet gloss vectors (MiniLM, 384-d, small payloads) in batches of
-512 and time it (raw upsert); then migrate that collection with a PCA compressor
-(mrl_32 + mrl_64) through :mod:`mrl_compress.adapters.migration`, with 1 and 2 workers.
+For each engine, round and worker count: upsert N WordNet gloss vectors (MiniLM, 384-d,
+small payloads) into a fresh collection in batches of 512 and time it (raw upsert); then
+migrate that collection with a PCA compressor (mrl_32 + mrl_64) through
+:mod:`mrl_compress.adapters.migration`. Rounds alternate 1 and 2 workers, so each ratio has
+its own raw upsert next to it (this machine's run-to-run spread is about +-10 %).
 Qdrant Edge migrates in place; Milvus Lite copies (new collection, reconciliation pass).
 The write pass is timed from the progress callback; "total" adds reconciliation and the
-verification of a 1000-point sample. Each engine's figures are appended to
-bench/results/migrate.jsonl with the command and machine.
+verification of a 1000-point sample. For a copy, ``copy_write_ratio`` times the copy's writes
+alone (original and new vectors upserted into a fresh collection, nothing read): the ratio a
+copy could reach if reading cost nothing. Each row is appended to bench/results/migrate.jsonl
+with the command and machine.
 
-    python bench/migrate_throughput.py --n 100000 --milvus-n 20000
+    python bench/migrate_throughput.py --n 100000 --rounds 3 --engines edge
+    python bench/migrate_throughput.py --n 100000 --engines milvus
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import mrl_compress
-from mrl_compress.adapters import VectorField, connect, migration
+from mrl_compress.adapters import VectorField, VectorStore, connect, migration
+from mrl_compress.compressor import load
+from mrl_compress.errors import NotFound
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wordnet-gloss"
 BATCH = 512
@@ -37,37 +45,34 @@ def vectors(n: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def raw_upsert(uri: str, x: np.ndarray) -> float:
-    store = connect(uri)
-    store.create_collection("docs", [VectorField("full", "dense", x.shape[1], "cosine")])
+def raw_upsert(store: VectorStore, collection: str, x: np.ndarray,
+               outputs: dict[str, np.ndarray] | None = None) -> float:
+    """Points per second of upserting ``x`` (and ``outputs`` beside it, as a copy writes)."""
+    outputs = outputs or {}
+    fields = [VectorField("full", "dense", x.shape[1], "cosine")]
+    fields += [VectorField(name, "dense", v.shape[1], "cosine") for name, v in outputs.items()]
+    store.create_collection(collection, fields)
     start = time.perf_counter()
     for i in range(0, len(x), BATCH):
         ids = list(range(i, min(i + BATCH, len(x))))
-        store.upsert("docs", ids, {"full": x[i : i + BATCH]}, [{"row": j} for j in ids])
-    seconds = time.perf_counter() - start
-    store.close()
-    return len(x) / seconds
+        vectors = {name: v[i : i + BATCH] for name, v in {"full": x, **outputs}.items()}
+        store.upsert(collection, ids, vectors, [{"row": j} for j in ids])
+    return len(x) / (time.perf_counter() - start)
 
 
-def migrate(uri: str, artifact: Path, workers: int, work: Path, n: int) -> dict[str, float]:
-    store = connect(uri)
+def migrate(store: VectorStore, uri: str, collection: str, artifact: Path, workers: int,
+            work: Path) -> dict[str, Any]:
     stamps: list[float] = []
 
     def progress(done: int, total: int) -> None:
         stamps.append(time.perf_counter())
 
-    checkpoint = work / f"{uri.split(':')[0]}-ck{workers}.json"
-    plan = migration.plan(uri, "docs", artifact, batch_size=BATCH, workers=workers, store=store,
-                          new_name=f"docs_w{workers}", checkpoint=checkpoint)
+    plan = migration.plan(uri, collection, artifact, batch_size=BATCH, workers=workers,
+                          store=store, checkpoint=work / f"{collection}.json")  # fmt: skip
     report = migration.run(plan, store=store, progress=progress)
-    store.close()
     assert report.ok, report.lines()
-    return {
-        "mode": report.mode,  # type: ignore[dict-item]
-        "write_pps": n / (stamps[-1] - stamps[0]),
-        "total_pps": n / report.seconds,
-        "total_s": report.seconds,
-    }
+    return {"mode": report.mode, "write_pps": plan.points / (stamps[-1] - stamps[0]),
+            "total_pps": plan.points / report.seconds, "total_s": report.seconds}
 
 
 def main() -> None:
@@ -76,32 +81,45 @@ def main() -> None:
     parser.add_argument("--engines", default="edge,milvus")
     parser.add_argument("--milvus-n", type=int, default=None,
                         help="a smaller size for Milvus Lite (default: --n)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of (1 worker, 2 workers), each on a fresh collection")
     args = parser.parse_args()
     x = vectors(args.n)
     work = Path(tempfile.mkdtemp(prefix="mrl-bench-"))
     artifact = work / "c.mrlc"
     mrl_compress.fit(x[:5000], "pca", dims=(32, 64)).compressor.save(artifact)
     print(f"{platform.node()}: {args.n} x {x.shape[1]} vectors, batch {BATCH}, work dir {work}")
-    results = {}
     for engine in args.engines.split(","):
         uri = f"edge:{work / 'edge'}" if engine == "edge" else f"milvus:{work / 'm.db'}"
         n = args.milvus_n if engine == "milvus" and args.milvus_n else args.n
-        raw = raw_upsert(uri, x[:n])
-        row = {"raw_upsert_pps": raw}
-        for workers in (1, 2):
-            m = migrate(uri, artifact, workers, work, n)
-            row.update({f"w{workers}_{k}": v for k, v in m.items()})
-            row[f"w{workers}_write_ratio"] = m["write_pps"] / raw
-            row[f"w{workers}_total_ratio"] = m["total_pps"] / raw
-        row["n"] = n
-        results[engine] = row
-        print(engine, json.dumps(row, default=str, indent=1))
-        record = {"command": "python " + " ".join(sys.argv),
-                  "date": time.strftime("%Y-%m-%d %H:%M"),
-                  "machine": f"{platform.machine()} cpus={os.cpu_count()}",
-                  "load_avg": os.getloadavg(), "engine": engine, **row}
-        with open(Path(__file__).resolve().parent / "results" / "migrate.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        store = connect(uri)
+        for round_ in range(args.rounds):
+            for workers in (1, 2):
+                collection = f"docs_{round_}_{workers}"
+                raw = raw_upsert(store, collection, x[:n])
+                row = {"engine": engine, "n": n, "round": round_, "workers": workers,
+                       "raw_upsert_pps": raw,
+                       **migrate(store, uri, collection, artifact, workers, work)}
+                row["write_ratio"] = row["write_pps"] / raw
+                row["total_ratio"] = row["total_pps"] / raw
+                if row["mode"] == "copy":  # a copy's writes alone, without reading: its ceiling
+                    encoded = load(artifact).encode(x[:n])
+                    row["copy_write_ratio"] = raw_upsert(store, "bound", x[:n], encoded) / raw
+                    store.drop_collection("bound")
+                print(json.dumps(row, default=str))
+                record = {"command": "python " + " ".join(sys.argv),
+                          "date": time.strftime("%Y-%m-%d %H:%M"),
+                          "machine": f"{platform.machine()} cpus={os.cpu_count()}",
+                          "load_avg": os.getloadavg(), **row}
+                with open(Path(__file__).resolve().parent / "results" / "migrate.jsonl",
+                          "a") as f:  # fmt: skip
+                    f.write(json.dumps(record) + "\n")
+                for name in (collection, f"{collection}_mrl"):
+                    try:
+                        store.drop_collection(name)
+                    except NotFound:
+                        pass
+        store.close()
 
 
 if __name__ == "__main__":

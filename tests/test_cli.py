@@ -244,3 +244,11 @@ def test_store_source_needs_a_collection(capsys, tmp_path: Path) -> None:
     assert code == 2
     assert err == (f"error: --source edge:{tmp_path} is a store: name the collection with "
                    "--collection")
+
+
+def test_usage_errors_are_one_message_and_exit_2(capsys) -> None:
+    """An unknown option or a missing required one: click's usage message, no traceback."""
+    code, _, err = run(capsys, "fit", "--bogus")
+    assert code == 2 and "No such option: --bogus" in err and "Traceback" not in err
+    code, _, err = run(capsys, "migrate", "--collection", "docs")
+    assert code == 2 and "Missing option" in err and "--target" in err

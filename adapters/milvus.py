@@ -471,8 +471,18 @@ class MilvusStore:
                 )
                 indexes[info["field_name"]] = info
         schema = _parse_schema(collection, raw, indexes)
+        if cached is None:
+            self._ensure_loaded(collection)
         self._schemas[collection] = schema
         return schema
+
+    def _ensure_loaded(self, collection: str) -> None:
+        """Load a released collection: Milvus answers no query on it otherwise, and a Lite
+        file opened by another process has every collection released."""
+        state = self._call(f"read the load state of '{collection}'",
+                           self._client.get_load_state, collection)  # fmt: skip
+        if getattr(state.get("state"), "name", "") != "Loaded":
+            self._call(f"load '{collection}'", self._client.load_collection, collection)
 
     def _dense(self, schema: _Schema, name: str | None) -> VectorField:
         """The dense field ``name``, or the only one when ``name`` is None."""

@@ -192,6 +192,17 @@ def test_scans_list_keys_in_one_query_or_in_windows_alike(
         store.drop_collection("named")
 
 
+def test_a_released_collection_is_loaded_on_first_use(
+    db: Path, store: MilvusStore, collection: str
+) -> None:
+    """A Lite file opened by another process has every collection released (Milvus answers
+    no query on it until it is loaded): the adapter loads it when it first meets it."""
+    store._client.release_collection(collection)
+    with MilvusStore(f"milvus:{db}") as other:
+        assert len(next(other.iter_batches(collection, "full", batch_size=10)).ids) == 10
+    assert store._client.get_load_state(collection)["state"].name == "Loaded"
+
+
 def test_iter_batches_without_payload(store: MilvusStore, collection: str) -> None:
     batch = next(store.iter_batches(collection, "mrl_64", batch_size=5, with_payload=False))
     assert batch.payloads == [] and batch.vectors.shape == (5, SMALL)

@@ -53,7 +53,8 @@ FINGERPRINT_SAMPLE = 1000
 DENSE_TOLERANCE = 1e-5
 HNSW_LINK_BYTES = 2 * 16 * 4
 """Per point, an HNSW graph with m=16 keeps ~2·m links of 4 bytes at layer 0 (Qdrant/Milvus)."""
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""2: a copy's checkpoint names the length of its ``.copied`` record (``copied_bytes``)."""
 SCAN_BATCH = 2048
 """Points per read in the passes that commit nothing (reconciliation, verification): fewer
 round trips (Milvus Lite answers each scan query in time proportional to the collection)."""
@@ -739,9 +740,14 @@ def _record_line(pid: PointId, digest: str) -> str:
 
 
 def _digest(row: _Row, names: Sequence[str]) -> str:
-    """A point's original vectors (their bytes) and payload (canonical JSON), hashed."""
+    """A point's original vectors (their bytes, by name) and payload (canonical JSON), hashed.
+
+    Names are taken in sorted order: an engine may list a collection's vectors in another
+    order in another process (Qdrant Edge does), and a resumed copy must hash alike.
+    """
     h = hashlib.blake2b(digest_size=16)
-    for name in names:
+    for name in sorted(names):
+        h.update(name.encode() + b"\0")
         h.update(np.asarray(row[0][name]).tobytes())
     h.update(_canonical(row[1]).encode())
     return h.hexdigest()

@@ -306,24 +306,32 @@ def to_batch(
                            count=len(column) * size)  # fmt: skip
         matrices[name] = flat.reshape(len(column), size)
     return Batch(
-        ids=[record.id for record in records],
+        ids=[point_id(record.id) for record in records],
         vectors=matrices[names[0]],
         # without payloads, skip the engine's per-record payload conversion
         payloads=[dict(record.payload or {}) for record in records] if with_payload
         else [{} for _ in records],
-        next_offset=next_offset,
+        next_offset=None if next_offset is None else point_id(next_offset),
         fields=matrices,
     )
 
 
+def point_id(raw: Any) -> PointId:
+    """An engine's point id as the protocol's int or str: Qdrant Edge hands UUID ids back as
+    ``uuid.UUID`` objects (qdrant-client as strings), which neither match the ids a caller
+    passes nor go into a JSON checkpoint."""
+    return raw if isinstance(raw, int) else str(raw)
+
+
 def in_order(records: Sequence[Any], ids: Sequence[PointId]) -> list[Any]:
     """``records`` (retrieved by id, in the engine's order) in the order of ``ids``."""
-    by_id = {record.id: record for record in records}
+    by_id = {point_id(record.id): record for record in records}
     return [by_id[pid] for pid in ids if pid in by_id]
 
 
 def to_hits(points: Sequence[Any]) -> list[Hit]:
-    return [Hit(id=p.id, score=float(p.score), payload=dict(p.payload or {})) for p in points]
+    return [Hit(id=point_id(p.id), score=float(p.score), payload=dict(p.payload or {}))
+            for p in points]
 
 
 def same_length(*sizes: int) -> None:
@@ -528,7 +536,7 @@ class QdrantStore:
                         with_payload=False, with_vectors=False),
             )  # fmt: skip
             if records:
-                yield [record.id for record in records]
+                yield [point_id(record.id) for record in records]
             if offset is None:
                 return
 

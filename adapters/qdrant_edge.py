@@ -67,6 +67,7 @@ from mrl_compress.adapters.qdrant import (
     needs_field,
     one_line,
     payload_filter,
+    point_id,
     quantization_of,
     read_names,
     rerank_vector,
@@ -319,7 +320,7 @@ class EdgeStore:
             )
             records, offset = self._call(f"scroll '{collection}'", partial(shard.scroll, request))
             if records:
-                yield [record.id for record in records]
+                yield [point_id(record.id) for record in records]
             if offset is None:
                 return
 
@@ -521,7 +522,7 @@ class EdgeStore:
             results = self._call(f"search '{collection}'", partial(shard.query_batch, batch))
         # Edge builds a new dict (or None) on every ``.payload`` read: read it once, no copy
         return [
-            [Hit(p.id, p.score, p.payload or {}) for p in points] for points in results
+            [Hit(point_id(p.id), p.score, p.payload or {}) for p in points] for points in results
         ]
 
     def search(

@@ -164,7 +164,9 @@ class MilvusStore:
         (counted first) every key after ``offset`` is listed in one query (100,000 rows:
         count 0.6-0.8 s + 3.8-4.1 s, against 1.3-1.7 s for each of seven windows); above it,
         in windows of ``_KEY_WINDOW`` keys (Milvus's cap on a query's limit), which bounds the
-        memory of the listing (pymilvus holds ~400 bytes per listed key).
+        memory of the listing (pymilvus holds ~400 bytes per listed key); also when the one
+        query is refused (a server caps a query's output size, so long string keys may not
+        fit).
         """
         if batch_size < 1:
             raise InvalidInput(f"batch_size must be at least 1, got {batch_size}")
@@ -177,8 +179,14 @@ class MilvusStore:
             # relies on (else Lite answers a limited ``pk > x`` in insertion order)
             limited = {} if window is None else {"limit": window + 1, "iterator": "True",
                                                  "reduce_stop_for_best": "True"}  # fmt: skip
-            listed = self._call(f"read '{schema.name}'", self._client.query, schema.name,
-                                filter=after, output_fields=[pk], **limited)  # fmt: skip
+            try:
+                listed = self._call(f"read '{schema.name}'", self._client.query, schema.name,
+                                    filter=after, output_fields=[pk], **limited)  # fmt: skip
+            except StoreError:
+                if window is not None:
+                    raise
+                window = _KEY_WINDOW  # a server may refuse an answer this large: use windows
+                continue
             if not listed:
                 return
             keys = sorted(row[pk] for row in listed)

@@ -164,7 +164,16 @@ def test_scans_list_keys_in_one_query_or_in_windows_alike(
     if windows:
         monkeypatch.setattr(milvus, "_LIST_ALL_MAX", 0)
         monkeypatch.setattr(milvus, "_KEY_WINDOW", 450)
+    query, limits = store._client.query, []
+
+    def seen(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("output_fields") == ["id"]:  # a key listing
+            limits.append(kwargs.get("limit"))
+        return query(*args, **kwargs)
+
+    monkeypatch.setattr(store._client, "query", seen)
     batches = list(store.iter_batches(collection, "full", batch_size=200, with_payload=False))
+    assert limits == ([451] * 5 if windows else [None])  # 2000 keys: windows of 450, or one
     assert [i for b in batches for i in b.ids] == list(range(N))
     assert np.concatenate([b.vectors for b in batches]).tobytes() == vectors.tobytes()
     assert batches[-1].next_offset is None
@@ -190,6 +199,28 @@ def test_scans_list_keys_in_one_query_or_in_windows_alike(
         assert [k for ids in store.point_ids("named", batch_size=5) for k in ids] == sorted(keys)
     finally:
         store.drop_collection("named")
+
+
+def test_a_refused_key_listing_falls_back_to_windows(
+    store: MilvusStore, collection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server may refuse to list every key in one answer (its output size cap): the scan
+    then lists them in windows and still reads every point once, in order."""
+    from pymilvus.exceptions import MilvusException
+
+    query = store._client.query
+    refused: list[str] = []
+
+    def capped(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("output_fields") == ["id"] and "limit" not in kwargs:
+            refused.append(kwargs["filter"])
+            raise MilvusException(message="query results exceed the limit size")
+        return query(*args, **kwargs)
+
+    monkeypatch.setattr(store._client, "query", capped)
+    monkeypatch.setattr(milvus, "_KEY_WINDOW", 700)
+    ids = [i for b in store.iter_batches(collection, "full", batch_size=300) for i in b.ids]
+    assert ids == list(range(N)) and len(refused) == 1
 
 
 def test_a_released_collection_is_loaded_on_first_use(

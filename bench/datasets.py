@@ -86,3 +86,17 @@ def held_out_pairs(name: str, model: str = "minilm") -> tuple[np.ndarray, np.nda
     relevant document (issue 2's rule), and every test query can still be scored."""
     train = beir(name, model, "train")
     return qrel_pairs(train, train.qrels, test_documents(name))
+
+
+def tuning_split(name: str, model: str = "minilm",
+                 seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], dict, Retrieval]:
+    """Train-split tuning, never reading a test query's documents: the train queries split
+    80/20 (by query, seeded); returns (the pairs of the 80 % whose documents are relevant
+    neither to the 20 % nor to any test query, the 20 %'s train qrels, the train split)."""
+    train = beir(name, model, "train")
+    queries = sorted(train.qrels)
+    rng = np.random.default_rng(100 + seed)
+    held = set(rng.choice(queries, len(queries) // 5, replace=False).tolist())
+    blocked = {d for q in held for d in train.qrels[q]} | test_documents(name)
+    pairs = qrel_pairs(train, [q for q in queries if q not in held], blocked)
+    return pairs, {q: train.qrels[q] for q in held}, train

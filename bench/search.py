@@ -1,4 +1,4 @@
-"""Search benchmark (issue #3): full-vector search vs two-stage search, in one run.
+r"""Search benchmark (issue #3): full-vector search vs two-stage search, in one run.
 
     python bench/search.py --sizes 100000,1000000 --queries 500 --milvus-n 100000
 
@@ -36,7 +36,48 @@ Milvus Lite at ``--milvus-n``: one collection with the three fields (Lite has no
 field add), the adapter's FLAT / SPARSE_INVERTED_INDEX indexes; full vs two-stage (stage 1 in
 Milvus with the full vectors as output fields, rerank in numpy).
 
-Writes bench/results/search.json. Engine data lives under ``--root`` (default /tmp).
+Writes bench/results/search.json (or ``--out``). Engine data lives under ``--root``.
+
+Options beyond one build-and-time run:
+
+* ``--keep`` then ``--reuse``: time the shard an earlier run kept, in a new process, without
+  building it again (a 1M build spends ~7 minutes in ``optimize()``): the way to see this
+  machine's run-to-run spread on one shard.
+* ``--pre-encoded``: each int8 two-stage row once more with the query encoded before timing,
+  so the search's time and the query encoding's separate.
+* ``--on-disk build|search``: the full vectors stored ``on_disk`` (memory-mapped) and the
+  ``--int8`` output int8-quantized with ``always_ram``, in a shard of their own
+  (``--root``/ondisk-N); ``search`` times full against two-stage (``--int8-oversample``) in
+  three passes over the queries with no warm-up (pass 0 is a cold start), engine called
+  directly, and prints one line per pass. Run it in a memory cgroup smaller than the full
+  vectors to see two-stage read only its rerank candidates from disk (below).
+
+The figures in docs/benchmarks.md ("Search") come from these commands (the compressors:
+``mrl-compress fit --source ../shared/data/wordnet-gloss/corpus.minilm.f16.npy --method adaptor
+--dims 64,128 --sample 100000 --out /tmp/mrl-search/adaptor.mrlc`` and the same with
+``--method csr --option encoder=topk --steps 50 --sample 50000 --out
+/tmp/mrl-search/csr32-topk.mrlc``):
+
+    # 1M, every vector in RAM (run twice; the second with --out .../search-1m-sixth-2.json)
+    python bench/search.py --sizes 1000000 --queries 300 --big-queries 300 --oversample 10 \
+        --int8 mrl_128 --int8-oversample 5,10 --compressor /tmp/mrl-search/adaptor.mrlc \
+        --csr /tmp/mrl-search/csr32-topk.mrlc --budget 4000 --milvus-n 0 \
+        --root /tmp/mrl-search --out bench/results/search-1m-sixth.json
+    # 100k
+    python bench/search.py --sizes 100000 --queries 300 --oversample 10 --int8 mrl_128 \
+        --int8-oversample 10 --compressor /tmp/mrl-search/adaptor.mrlc --csr-steps 50 \
+        --milvus-n 0 --root /tmp/mrl-search --out bench/results/search-100k-rescore.json
+    # 1M, full vectors on disk: build, search, then search again under 1 GB (cgroup v1, root)
+    python bench/search.py --on-disk build --sizes 1000000 --queries 300 --int8 mrl_128 \
+        --int8-oversample 10 --compressor /tmp/mrl-search/adaptor.mrlc
+    python bench/search.py --on-disk search --sizes 1000000 --queries 300 --int8 mrl_128 \
+        --int8-oversample 10 --compressor /tmp/mrl-search/adaptor.mrlc
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    mkdir -p /sys/fs/cgroup/memory/mrlbench
+    echo $((1000*1024*1024)) > /sys/fs/cgroup/memory/mrlbench/memory.limit_in_bytes
+    sh -c 'echo $$ > /sys/fs/cgroup/memory/mrlbench/cgroup.procs; exec python \
+        bench/search.py --on-disk search --sizes 1000000 --queries 300 --int8 mrl_128 \
+        --int8-oversample 10 --compressor /tmp/mrl-search/adaptor.mrlc --label 1GB'
 """
 
 from __future__ import annotations
@@ -236,9 +277,23 @@ def field_disk(shard: Path, fields: list[str], n: int) -> dict[str, Any]:
 def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
                qenc: Callable[[int, str], Any], truth: np.ndarray, dense: Any, sparse: Any,
                args: argparse.Namespace) -> dict[str, Any]:
-    import qdrant_edge as edge
-
     root = Path(args.root) / f"edge-{n}"
+    row: dict[str, Any] = {"engine": "qdrant-edge", "points": n, "insert_seconds": {}}
+    if args.reuse:
+        if not (root / COLLECTION).is_dir():
+            raise SystemExit(f"--reuse: no shard at {root / COLLECTION} (an earlier run with "
+                             "--keep and the same --root, --sizes, compressors and --int8 "
+                             "leaves it there)")
+        store = connect(f"edge:{root}")
+        row["reused"] = str(root / COLLECTION)
+        log(f"edge {n}: timing the kept shard {row['reused']}")
+    else:
+        store = build_edge(root, n, x, enc, dense, sparse, args, row)
+    return search_edge(store, root, n, q, qenc, truth, args, row)
+
+
+def build_edge(root: Path, n: int, x: np.ndarray, enc: dict[str, Any], dense: Any, sparse: Any,
+               args: argparse.Namespace, row: dict[str, Any]) -> Any:
     shutil.rmtree(root, ignore_errors=True)
     store = connect(f"edge:{root}")
     store.create_collection(COLLECTION, [VectorField("dense", "dense", x.shape[1], "cosine")])
@@ -247,7 +302,6 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     if args.int8:  # a larger prefix, scalar-quantized: its index holds 1 byte per dimension
         store.add_outputs(COLLECTION, [dense.output(args.int8)], quantize="int8")
         fields.append((args.int8, enc[args.int8]))
-    row: dict[str, Any] = {"engine": "qdrant-edge", "points": n, "insert_seconds": {}}
     step = 10000
     for name, values in fields:
         started = time.perf_counter()
@@ -265,10 +319,6 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
     store.optimize(COLLECTION)
     row["optimize_seconds"] = round(time.perf_counter() - started, 1)
     log(f"edge {n}: optimize {row['optimize_seconds']} s")
-    shard = store._shard(COLLECTION)  # the EdgeShard: engine knobs below bypass the adapter
-    info = shard.info()
-    row["shard_info"] = {"segments": info.segments_count, "points": info.points_count,
-                         "indexed_vectors": info.indexed_vectors_count}
     row["memory"] = field_disk(root / COLLECTION, [name for name, _ in fields], n)
     row["memory"]["vector_bytes_per_point"] = {
         "dense": field_bytes(Output("dense", "dense", x.shape[1]), x[:1]),
@@ -280,6 +330,18 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
             "nominal": dense.output(args.int8).bytes_per_vector(),
             "int8_index": dense.output(args.int8).bytes_per_vector("int8"),
         }
+    return store
+
+
+def search_edge(store: Any, root: Path, n: int, q: np.ndarray,
+                qenc: Callable[[int, str], Any], truth: np.ndarray, args: argparse.Namespace,
+                row: dict[str, Any]) -> dict[str, Any]:
+    import qdrant_edge as edge
+
+    shard = store._shard(COLLECTION)  # the EdgeShard: engine knobs below bypass the adapter
+    info = shard.info()
+    row["shard_info"] = {"segments": info.segments_count, "points": info.points_count,
+                         "indexed_vectors": info.indexed_vectors_count}
 
     def ids_of(hits: Any) -> list[int]:
         return [int(h.id) for h in hits]
@@ -308,6 +370,13 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
         configs[f"{args.int8} int8 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
             COLLECTION, q[i : i + 1], args.int8, qenc(i, args.int8), K, oversample=o,
             full_vector="dense")[0])
+    if args.pre_encoded and args.int8:  # the same, the query encoded before timing
+        pre = {i: qenc(i, args.int8) for i in range(len(q))}
+        for os_ in args.int8_oversample:
+            configs[f"{args.int8} int8 x{os_} pre-encoded"] = (
+                lambda i, o=os_: ids_of(store.two_stage_search(
+                    COLLECTION, q[i : i + 1], args.int8, pre[i], K, oversample=o,
+                    full_vector="dense")[0]))
     for os_ in args.oversample:
         configs[f"csr_32 x{os_}"] = lambda i, o=os_: ids_of(store.two_stage_search(
             COLLECTION, q[i : i + 1], "csr_32", qenc(i, "csr_32"), K, oversample=o,
@@ -345,7 +414,7 @@ def bench_edge(n: int, x: np.ndarray, enc: dict[str, Any], q: np.ndarray,
         log(f"edge {n}: {name:36s} {r['qps']:8.1f} q/s p50 {r['p50_ms']:7.2f} ms "
             f"p99 {r['p99_ms']:7.2f} ms recall@10 {r['recall@10']:.4f}")
     store.close()
-    if not args.keep:
+    if not args.keep and not args.reuse:
         shutil.rmtree(root, ignore_errors=True)
     return row
 
@@ -436,11 +505,28 @@ def main() -> None:
                    help="seconds for all Edge sizes; a size predicted to overrun is skipped")
     p.add_argument("--root", default="/tmp/mrl-search")
     p.add_argument("--keep", action="store_true", help="keep the Edge shards")
+    p.add_argument("--reuse", action="store_true",
+                   help="time the Edge shards an earlier --keep run left under --root (same "
+                        "--sizes, compressors and --int8) instead of building them")
+    p.add_argument("--pre-encoded", action="store_true",
+                   help="also time each --int8 two-stage row with the query encoded before "
+                        "timing: the search alone, without the query's encoding")
+    p.add_argument("--on-disk", choices=["build", "search"], default=None,
+                   help="the full vectors on disk instead (see the docstring): build the "
+                        "shard, or search it (three passes, no warm-up); needs --compressor "
+                        "and --int8")
+    p.add_argument("--label", default="unlimited", help="--on-disk search: a name printed "
+                   "on each line (e.g. the memory limit it ran under)")
     p.add_argument("--out", default=str(RESULTS / "search.json"))
     args = p.parse_args()
     args.oversample = [int(v) for v in args.oversample.split(",")]
     args.int8_oversample = [int(v) for v in args.int8_oversample.split(",")]
     args.milvus_oversample = [int(v) for v in args.milvus_oversample.split(",")]
+    if args.on_disk:
+        if not (args.compressor and args.int8):
+            p.error("--on-disk needs --compressor and --int8 (e.g. --int8 mrl_128)")
+        on_disk(args)
+        return
     sizes = [int(v) for v in args.sizes.split(",")]
 
     report: dict[str, Any] = {
@@ -492,12 +578,13 @@ def main() -> None:
         q = q_all[:nq]
         truth = exact_topk(x, q)
         enc_started = time.perf_counter()
-        enc = {**dense.encode(x), **sparse.encode(x)}
+        enc = {} if args.reuse else {**dense.encode(x), **sparse.encode(x)}
         encode_s = time.perf_counter() - enc_started
         log(f"edge {n}: corpus, ground truth and encoding ready (encode {encode_s:.1f} s)")
         row = bench_edge(n, x, enc, q, qenc, truth, dense, sparse, args)
         row["queries"] = nq
-        row["encode_corpus_seconds"] = round(encode_s, 1)
+        if not args.reuse:
+            row["encode_corpus_seconds"] = round(encode_s, 1)
         row["wall_seconds"] = round(time.perf_counter() - started, 1)
         report["edge"].append(row)
         save(report, args.out)  # partial results survive an interrupted run
@@ -514,6 +601,89 @@ def main() -> None:
     report["load_avg_end"] = os.getloadavg()
     save(report, args.out)
     log("wrote", args.out)
+
+
+# -- full vectors on disk --------------------------------------------------------------------
+
+
+def on_disk(args: argparse.Namespace) -> None:
+    """``--on-disk build|search``: the full vectors ``on_disk`` (memory-mapped), the int8
+    stage-1 field ``always_ram``; the engine called directly (no adapter, no payloads)."""
+    model = mrl_compress.load(args.compressor)
+    model.output(args.int8)  # fail now, not after the corpus is built
+    q = queries(args.queries)
+    for n in (int(v) for v in args.sizes.split(",")):
+        path = Path(args.root) / f"ondisk-{n}"
+        if args.on_disk == "build":
+            ondisk_build(path, n, model, q, args)
+        else:
+            ondisk_search(path, model, q, args)
+
+
+def ondisk_build(path: Path, n: int, model: Any, q: np.ndarray,
+                 args: argparse.Namespace) -> None:
+    import qdrant_edge as edge
+
+    x = corpus(n, args.noise)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path.with_suffix(".truth.npy"), exact_topk(x, q))
+    shutil.rmtree(path, ignore_errors=True)
+    int8 = edge.ScalarQuantizationConfig(edge.ScalarType.Int8, always_ram=True)
+    shard = edge.EdgeShard.create(str(path), edge.EdgeConfig(vectors={
+        "dense": edge.EdgeVectorParams(x.shape[1], edge.Distance.Cosine, on_disk=True),
+        args.int8: edge.EdgeVectorParams(model.output(args.int8).size, edge.Distance.Cosine,
+                                         quantization_config=int8),
+    }))
+    small = model.encode(x)[args.int8]
+    started = time.perf_counter()
+    for start in range(0, n, 5000):
+        points = [edge.Point(i, {"dense": x[i].tolist(), args.int8: small[i].tolist()}, None)
+                  for i in range(start, min(n, start + 5000))]
+        shard.update(edge.UpdateOperation.upsert_points(points))
+    log(f"ondisk {n}: insert {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    shard.optimize()
+    log(f"ondisk {n}: optimize {time.perf_counter() - started:.1f} s")
+    shard.close()
+
+
+def ondisk_search(path: Path, model: Any, q: np.ndarray, args: argparse.Namespace) -> None:
+    import qdrant_edge as edge
+
+    if not path.with_suffix(".truth.npy").is_file():
+        raise SystemExit(f"{path}: not built (run --on-disk build with the same --sizes, "
+                         "--root and --queries first)")
+    truth = np.load(path.with_suffix(".truth.npy"))
+    if len(truth) != len(q):
+        raise SystemExit(f"{path}: the build's truth covers {len(truth)} queries: search "
+                         f"with the --queries the build used, not {len(q)}")
+    shard = edge.EdgeShard.load(str(path))
+    small = model.encode(q)[args.int8]
+
+    def nearest(vector: np.ndarray, using: str) -> Any:
+        return edge.Query.Nearest(vector.tolist(), using=using)
+
+    def ids(request: Any) -> list[int]:
+        return [int(p.id) for p in shard.query(request)]
+
+    def full(i: int) -> list[int]:
+        return ids(edge.QueryRequest(limit=K, with_payload=False, query=nearest(q[i], "dense")))
+
+    def two_stage(i: int, oversample: int) -> list[int]:
+        shortlist = edge.Prefetch(limit=K * oversample, query=nearest(small[i], args.int8))
+        return ids(edge.QueryRequest(limit=K, with_payload=False,
+                                     query=nearest(q[i], "dense"), prefetches=[shortlist]))
+
+    configs: dict[str, Callable[[int], list[int]]] = {"full": full}
+    for o in args.int8_oversample:
+        configs[f"{args.int8} int8 x{o}"] = lambda i, o=o: two_stage(i, o)
+    for rep in range(3):
+        results = interleaved(configs, len(q), 0)
+        score(results, truth, "full")
+        print(args.label, f"pass {rep}", "  ".join(
+            f"{name}: {r['qps']} q/s p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms "
+            f"recall@10 {r['recall@10']}" for name, r in results.items()), flush=True)
+    shard.close()
 
 
 def save(report: dict[str, Any], out: str) -> None:

@@ -1,8 +1,9 @@
-"""Fit time and encode throughput, measured in one run on this machine.
+"""Fit time, encode throughput and one query's encode latency, measured in one run here.
 
     python bench/speed.py fit --methods ads,adaptor,csr --rows 100000
-    python bench/speed.py encode --methods adaptor,csr --batches 1,64,4096
-    python bench/speed.py encode --methods csr,csr-topk    # csr's pursuit vs its TopK encoder
+    python bench/speed.py encode --methods pca,adaptor,ads,csr --batches 1,64,4096
+    python bench/speed.py encode --methods csr,csr-topk --batches 1,64,4096  # pursuit vs TopK
+    python bench/speed.py query --compressor /tmp/mrl-search/adaptor.mrlc --output mrl_128
 
 fit: wall time of ``mrl_compress.fit`` on the first N wordnet-gloss vectors (training +
 ONNX export + retention measurement), and the training part alone.
@@ -10,6 +11,14 @@ encode: rows/s of the same model three ways in one process, interleaved: the ONN
 (onnxruntime, CPU provider), torch eager (no grad), and the roofline — a bare numpy matmul
 of the model's main shape (n × input_dim) @ (input_dim × width). Ratios are computed within
 the run; the machine is noisy, absolute numbers are not comparable across runs.
+query: the serving path's cost for one query, ``Compressor.encode_queries`` on a single
+wordnet-gloss dev query row (one output: ``--output``, else the artifact's first), p50 over
+``--rounds`` calls, "hot" (back to back) and "cold" (before each call a 160 MB array is
+touched every 4 KiB, evicting the caches as a search at 1M points does). Times
+``--compressor`` (a saved artifact) or, without it, a short fit of each of ``--methods``.
+
+Every run appends a line to bench/results/speed.jsonl. The figures in docs/benchmarks.md
+("Speed") come from the first, second and third commands above (2026-11-25/26, 2-core VM).
 """
 
 from __future__ import annotations
@@ -116,16 +125,61 @@ def bench_encode(methods: list[str], batches: list[int]) -> list[dict]:
     return out
 
 
+def bench_query(methods: list[str], compressor: str | None, output: str,
+                rounds: int) -> list[dict]:
+    q = np.load(datasets.DATA / "wordnet-gloss" / "queries.dev.minilm.f16.npy", mmap_mode="r")
+    q = np.asarray(q[:300], dtype=np.float32)
+    if compressor:
+        models = [(compressor, mrl_compress.load(compressor))]
+    else:
+        x = corpus(20000)
+        models = []
+        for method in methods:
+            base, options = method_options(method)
+            models.append((method, mrl_compress.fit(
+                x, base, dims=(64, 128, 256), k=(32,), steps=20, holdout=200, eval_docs=2000,
+                **options).compressor))
+    big = np.ones(40_000_000, np.float32)
+    out = []
+    for name, comp in models:
+        names = [o.name for o in comp.outputs]
+        field = output if output in names else names[0]
+        row: dict = {"method": comp.method, "source": name, "output": field,
+                     "provider": comp.provider}
+        for cold in (False, True):
+            times = []
+            for i in range(rounds):
+                x1 = q[i % len(q) : i % len(q) + 1]
+                if cold:
+                    big[::1024] += 1
+                started = time.perf_counter()
+                comp.encode_queries(x1, field)
+                times.append(time.perf_counter() - started)
+            row["cold_p50_us" if cold else "hot_p50_us"] = round(float(np.median(times)) * 1e6,
+                                                                 1)
+        out.append(row)
+        print(row, flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("what", choices=["fit", "encode"])
+    p.add_argument("what", choices=["fit", "encode", "query"])
     p.add_argument("--methods", default="ads,adaptor,csr")
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--batches", default="1,64,4096")
+    p.add_argument("--compressor", help="query: time this saved artifact instead of short fits")
+    p.add_argument("--output", default="mrl_128",
+                   help="query: the output to encode (else the artifact's first)")
+    p.add_argument("--rounds", type=int, default=2000, help="query: calls per hot/cold p50")
     args = p.parse_args()
     methods = args.methods.split(",")
-    rows = (bench_fit(methods, args.rows) if args.what == "fit"
-            else bench_encode(methods, [int(b) for b in args.batches.split(",")]))
+    if args.what == "fit":
+        rows = bench_fit(methods, args.rows)
+    elif args.what == "encode":
+        rows = bench_encode(methods, [int(b) for b in args.batches.split(",")])
+    else:
+        rows = bench_query(methods, args.compressor, args.output, args.rounds)
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "speed.jsonl", "a") as f:
         f.write(json.dumps({"command": "python " + " ".join(sys.argv),

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from mrl_compress.adapters import CollectionInfo, Filter, Hit, VectorStore, connect
+from mrl_compress.adapters import connect
 from mrl_compress.compressor import Compressor, load
 from mrl_compress.errors import InvalidInput, MissingDependency
+from mrl_compress.store import CollectionInfo, Filter, Hit, VectorStore
 
 try:
     from langchain_core.callbacks import (

@@ -28,7 +28,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from mrl_compress.adapters import (
+from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError, require
+from mrl_compress.outputs import Output, SparseBatch
+from mrl_compress.store import (
     Batch,
     CollectionInfo,
     Filter,
@@ -40,8 +42,6 @@ from mrl_compress.adapters import (
     reservoir_sample,
     vector_not_found,
 )
-from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError, require
-from mrl_compress.outputs import Output, SparseBatch
 
 T = TypeVar("T")
 
@@ -124,6 +124,7 @@ class MilvusStore:
         offset: Any | None = None,
         with_payload: bool = True,
         vectors: Sequence[str] = (),
+        missing: Sequence[str] = (),
     ) -> Iterator[Batch]:
         """Points in primary-key order; ``next_offset`` is the last primary key of a batch.
 
@@ -135,6 +136,10 @@ class MilvusStore:
         """
         schema = self._schema(collection)
         names = self._names(schema, vector, vectors)
+        for name in missing:
+            self._field(schema, name)
+        if missing:  # Milvus vector fields are not nullable: no row can lack one
+            return
         outputs = names + (schema.payload_fields if with_payload else [])
         for chunk, next_offset in self._scan(schema, outputs, batch_size, offset):
             yield self._batch(schema, chunk, names, with_payload, next_offset)
@@ -413,6 +418,12 @@ class MilvusStore:
         action = self._client.create_alias if target is None else self._client.alter_alias
         self._call(f"point alias '{alias}' at '{collection}'", action, collection, alias)
         self._schemas.pop(alias, None)
+
+    def delete(self, collection: str, ids: Sequence[PointId]) -> None:
+        schema = self._schema(collection)
+        if ids:
+            self._call(f"delete from '{collection}'", self._client.delete, schema.name,
+                       ids=list(ids))  # fmt: skip
 
     def drop_collection(self, collection: str) -> None:
         self._schemas.pop(collection, None)

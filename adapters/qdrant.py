@@ -35,7 +35,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from mrl_compress.adapters import (
+from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
+from mrl_compress.outputs import Output, SparseBatch
+from mrl_compress.store import (
     Batch,
     CollectionInfo,
     Filter,
@@ -47,8 +49,6 @@ from mrl_compress.adapters import (
     reservoir_sample,
     vector_not_found,
 )
-from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
-from mrl_compress.outputs import Output, SparseBatch
 
 T = TypeVar("T")
 
@@ -194,6 +194,21 @@ def payload_filter(filter: Filter | None, models: Any) -> Any | None:
             )
         conditions.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
     return models.Filter(must=conditions)
+
+
+def has_vector(models: Any, name: str) -> Any:
+    """The condition "the point holds vector ``name``" (Edge takes the name positionally)."""
+    if getattr(models, "__name__", "") == "qdrant_edge":
+        return models.HasVectorCondition(name)
+    return models.HasVectorCondition(has_vector=name)
+
+
+def lacking_any(models: Any, names: Sequence[str]) -> Any | None:
+    """A filter keeping the points that lack at least one vector of ``names`` (None: all)."""
+    if not names:
+        return None
+    return models.Filter(should=[models.Filter(must_not=[has_vector(models, n)])
+                                 for n in names])  # fmt: skip
 
 
 def langchain_layout(payload: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -505,10 +520,14 @@ class QdrantStore:
         offset: Any | None = None,
         with_payload: bool = True,
         vectors: Sequence[str] = (),
+        missing: Sequence[str] = (),
     ) -> Iterator[Batch]:
         """Scroll in point-id order (Qdrant's scroll order): ``next_offset`` is the next id."""
         fields = self._fields(collection)
         names = read_names(collection, fields, vector, vectors)
+        for name in missing:
+            field_of(collection, fields, name)  # NotFound for a missing field
+        where = lacking_any(self._models, missing)
         while True:
             records, offset = self._call(
                 f"scroll '{collection}'",
@@ -519,6 +538,7 @@ class QdrantStore:
                     offset=offset,
                     with_payload=with_payload,
                     with_vectors=names,
+                    scroll_filter=where,
                 ),
             )
             if records:
@@ -897,6 +917,16 @@ class QdrantStore:
         self._call(
             f"point alias '{alias}' at '{collection}'",
             lambda: self._client.update_collection_aliases(actions),
+        )
+
+    def delete(self, collection: str, ids: Sequence[PointId]) -> None:
+        self._require(collection)
+        if not ids:
+            return
+        selector = self._models.PointIdsList(points=list(ids))
+        self._call(
+            f"delete from '{collection}'",
+            lambda: self._client.delete(collection, points_selector=selector, wait=True),
         )
 
     def drop_collection(self, collection: str) -> None:

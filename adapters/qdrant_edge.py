@@ -47,22 +47,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from mrl_compress.adapters import (
-    Batch,
-    CollectionInfo,
-    Filter,
-    Hit,
-    PointId,
-    VectorField,
-    Vectors,
-    collection_not_found,
-    reservoir_sample,
-)
 from mrl_compress.adapters.qdrant import (
     check_quantize,
     check_queries,
     field_of,
     in_order,
+    lacking_any,
     langchain_layout,
     needs_field,
     one_line,
@@ -78,6 +68,17 @@ from mrl_compress.adapters.qdrant import (
 )
 from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
 from mrl_compress.outputs import Output
+from mrl_compress.store import (
+    Batch,
+    CollectionInfo,
+    Filter,
+    Hit,
+    PointId,
+    VectorField,
+    Vectors,
+    collection_not_found,
+    reservoir_sample,
+)
 
 T = TypeVar("T")
 
@@ -275,6 +276,7 @@ class EdgeStore:
         offset: Any | None = None,
         with_payload: bool = True,
         vectors: Sequence[str] = (),
+        missing: Sequence[str] = (),
     ) -> Iterator[Batch]:
         """Scroll in point-id order: ``next_offset`` is the first id of the next batch.
 
@@ -284,8 +286,12 @@ class EdgeStore:
         of 2048 as single scrolls; 1.3 s and 1.4 s this way.
         """
         edge = self._edge
-        name, fields = self._target(collection, [*([vector] if vector else []), *vectors])
+        name, fields = self._target(collection,
+                                    [*([vector] if vector else []), *vectors, *missing])
         names = read_names(collection, fields, vector, vectors)
+        for field in missing:
+            field_of(collection, fields, field)  # NotFound for a missing field
+        where = lacking_any(edge, missing)
         shard = self._open(name)
         while True:
             parts: list[Batch] = []
@@ -293,7 +299,7 @@ class EdgeStore:
             while got < batch_size:
                 request = edge.ScrollRequest(
                     offset=offset, limit=min(SCROLL_CHUNK, batch_size - got),
-                    with_payload=with_payload, with_vector=names,
+                    with_payload=with_payload, with_vector=names, filter=where,
                 )  # fmt: skip
                 records, offset = self._call(
                     f"scroll '{collection}'", partial(shard.scroll, request)
@@ -600,6 +606,12 @@ class EdgeStore:
         if alias in self._collections():
             raise Conflict(f"'{alias}' is a collection, not an alias: choose another alias name")
         self._write_aliases({**self._aliases(), alias: collection})
+
+    def delete(self, collection: str, ids: Sequence[PointId]) -> None:
+        if ids:
+            self._update(collection, self._edge.UpdateOperation.delete_points(list(ids)))
+        else:
+            self._resolve(collection)  # NotFound for a missing collection
 
     def drop_collection(self, collection: str) -> None:
         """Remove the shard directory and, as Qdrant does, the aliases that pointed at it."""

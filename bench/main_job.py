@@ -5,7 +5,7 @@
    vectors that any machine can make) — the state a team is in before this tool.
 2. Fit compressors from a sample read back out of the store: the learned ``adaptor``
    (served), ``pca`` (its reference) and sparse ``csr``.
-3. Migrate: write their outputs beside every stored vector (``adapters/migration.py``).
+3. Migrate: write their outputs beside every stored vector (:mod:`mrl_compress.migration`).
 4. Answer the queries through :class:`MatryoshkaRetriever` and print one table: nDCG@10 kept
    against the full vectors, stage-1 bytes per point, latency single-stage full vs two-stage.
 
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import mrl_compress
-    from mrl_compress.adapters import VectorField, connect, migration
+    from mrl_compress import migration
+    from mrl_compress.adapters import VectorField, connect
     from mrl_compress.adapters.langchain import MatryoshkaRetriever
 
     began = time.perf_counter()
@@ -247,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     for method in (dense, "csr"):
         path = fits[method].compressor.save(args.out / f"{method}.mrlc")
         started = time.perf_counter()
-        plan = migration.plan(uri, COLLECTION, path, store=store, quantize=quantized[method],
+        plan = migration.plan(store, COLLECTION, path, quantize=quantized[method],
                               checkpoint=args.out / f"{method}.checkpoint.json")  # fmt: skip
-        report = migration.run(plan, store=store)
+        report = migration.run(plan, store)
         report.raise_if_failed()
         say(f"migrated {method}: {', '.join(o.name for o in plan.outputs)} on "
             f"{plan.points:,} points in {time.perf_counter() - started:.1f} s")  # fmt: skip

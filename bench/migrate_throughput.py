@@ -3,7 +3,7 @@
 For each engine, round and worker count: upsert N WordNet gloss vectors (MiniLM, 384-d,
 small payloads) into a fresh collection in batches of 512 and time it (raw upsert); then
 migrate that collection with a PCA compressor (mrl_32 + mrl_64) through
-:mod:`mrl_compress.adapters.migration`. Rounds alternate 1 and 2 workers, so each ratio has
+:mod:`mrl_compress.migration`. Rounds alternate 1 and 2 workers, so each ratio has
 its own raw upsert next to it (this machine's run-to-run spread is about +-10 %).
 Qdrant Edge migrates in place; Milvus Lite copies (new collection, reconciliation pass).
 The write pass is timed from the progress callback; "total" adds reconciliation and the
@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 import mrl_compress
-from mrl_compress.adapters import VectorField, VectorStore, connect, migration
+from mrl_compress import migration
+from mrl_compress.adapters import VectorField, VectorStore, connect
 from mrl_compress.compressor import load
 from mrl_compress.errors import NotFound
 
@@ -67,9 +68,9 @@ def migrate(store: VectorStore, uri: str, collection: str, artifact: Path, worke
     def progress(done: int, total: int) -> None:
         stamps.append(time.perf_counter())
 
-    plan = migration.plan(uri, collection, artifact, batch_size=BATCH, workers=workers,
-                          store=store, checkpoint=work / f"{collection}.json")  # fmt: skip
-    report = migration.run(plan, store=store, progress=progress)
+    plan = migration.plan(store, collection, artifact, batch_size=BATCH, workers=workers,
+                          checkpoint=work / f"{collection}.json")  # fmt: skip
+    report = migration.run(plan, store, progress=progress)
     assert report.ok, report.lines()
     return {"mode": report.mode, "write_pps": plan.points / (stamps[-1] - stamps[0]),
             "total_pps": plan.points / report.seconds, "total_s": report.seconds}

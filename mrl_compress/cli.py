@@ -336,16 +336,17 @@ def migrate(
     """
     import time
 
-    from mrl_compress.adapters import connect, migration
+    from mrl_compress import migration
+    from mrl_compress.adapters import connect
 
     if verify != "all" and not verify.isdigit():
         raise InvalidInput(f"--verify: expected a number of points or 'all', found '{verify}'")
     store = connect(target)
     try:
-        plan = migration.plan(target, collection, compressor, vector=vector, mode=mode,
+        plan = migration.plan(store, collection, compressor, vector=vector, mode=mode,
                               batch_size=batch, workers=workers, resume=resume, swap=swap,
                               quantize=quantize, verify=None if verify == "all" else int(verify),
-                              force=force, new_name=new_name, store=store)
+                              force=force, new_name=new_name)
         for line in plan.lines():
             console.print(line, highlight=False, soft_wrap=True)
         if dry_run:
@@ -364,7 +365,7 @@ def migrate(
                 rate = f"{(done - start[1]) / seconds:,.0f}" if seconds > 0 else "-"
                 bar.update(task, completed=done, total=max(total, done), rate=rate)
 
-            report = migration.run(plan, store=store, progress=update)
+            report = migration.run(plan, store, progress=update)
     finally:
         store.close()
     for line in report.lines():

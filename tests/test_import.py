@@ -9,7 +9,8 @@ from pathlib import Path
 
 def test_import_pulls_in_no_torch_and_no_store_client() -> None:
     code = (
-        "import sys, mrl_compress, mrl_compress.cli, mrl_compress.adapters;"
+        "import sys, mrl_compress, mrl_compress.cli, mrl_compress.adapters, mrl_compress.store,"
+        " mrl_compress.migration, mrl_compress.adapters.migration;"
         "heavy = [m for m in ('torch', 'qdrant_client', 'qdrant_edge', 'pymilvus',"
         " 'langchain_core', 'onnx', 'matplotlib') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"

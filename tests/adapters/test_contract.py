@@ -362,6 +362,36 @@ def test_count_having_counts_points_with_every_field(tiny):
         tiny.count_having("tiny", ["nope"])
 
 
+def test_iter_batches_missing_keeps_the_points_lacking_a_field(tiny):
+    with pytest.raises(NotFound, match="has no vector 'nope'"):
+        list(tiny.iter_batches("tiny", "full", missing=["nope"]))
+    if not in_place(tiny):  # Milvus: every row holds every non-nullable field
+        assert list(tiny.iter_batches("tiny", "full", missing=["full"])) == []
+        return
+    tiny.add_outputs("tiny", [Output("mrl_4", "dense", 4),
+                              Output("csr_2", "sparse", 8, nonzeros=2)])
+    tiny.write_outputs("tiny", [1, 3], {"mrl_4": np.ones((2, 4))})  # point 2 has none
+    code = SparseBatch(np.array([[0, 3]], np.int32), np.array([[0.6, 0.8]], np.float32), 8)
+    tiny.write_outputs("tiny", [3], {"csr_2": code})
+
+    def lacking(names: list[str]) -> list[int]:
+        batches = tiny.iter_batches("tiny", "full", batch_size=1, missing=names)
+        return [pid for batch in batches for pid in batch.ids]
+
+    assert lacking(["mrl_4"]) == [2]
+    assert lacking(["csr_2"]) == [1, 2]
+    assert lacking(["mrl_4", "csr_2"]) == [1, 2]
+    assert lacking(["full"]) == []
+
+
+def test_delete_removes_points_and_ignores_unknown_ids(tiny):
+    tiny.delete("tiny", [2, 99])
+    assert tiny.describe("tiny").count == 2
+    assert tiny.retrieve("tiny", [1, 2, 3], ["full"]).ids == [1, 3]
+    tiny.delete("tiny", [])
+    assert tiny.describe("tiny").count == 2
+
+
 def test_point_ids_in_scan_order_without_reading_vectors(store):
     scanned = [pid for b in store.iter_batches("docs", "full", batch_size=300) for pid in b.ids]
     listed = [pid for chunk in store.point_ids("docs", batch_size=300) for pid in chunk]

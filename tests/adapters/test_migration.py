@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 
 import mrl_compress
-from mrl_compress.adapters import VectorField, connect, migration
+from mrl_compress import migration
+from mrl_compress.adapters import VectorField, connect
+from mrl_compress.adapters import migration as legacy  # the deprecated URI-taking path
 from mrl_compress.cli import main
 from mrl_compress.compressor import Compressor, load
 from mrl_compress.errors import InvalidInput, StoreError
@@ -110,9 +112,9 @@ def test_sigkill_five_times_then_resume_equals_uninterrupted(
     compressor = tmp_path / "c.mrlc"
     shutil.copytree(artifact, compressor)
 
-    plan = migration.plan(clean_uri, "docs", compressor, batch_size=40,
+    plan = legacy.plan(clean_uri, "docs", compressor, batch_size=40,
                           checkpoint=tmp_path / "clean.json")  # fmt: skip
-    assert migration.run(plan).ok
+    assert legacy.run(plan).ok
 
     checkpoint = migration.checkpoint_path(compressor, "docs")
     args = ["--target", killed_uri, "--collection", "docs", "--compressor", str(compressor),
@@ -207,10 +209,10 @@ def test_milvus_copy_with_swap_keeps_alias_queries_answering(
     thread = threading.Thread(target=query)
     thread.start()
     try:
-        plan = migration.plan(uri, "docs", artifact, batch_size=100, swap=True, store=store,
+        plan = migration.plan(store, "docs", artifact, batch_size=100, swap=True,
                               checkpoint=tmp_path / "ck.json")  # fmt: skip
         assert plan.mode == "auto" and plan.alias == "docs"
-        report = migration.run(plan, store=store, progress=application_writes)
+        report = migration.run(plan, store, progress=application_writes)
         time.sleep(0.3)  # queries after the swap
     finally:
         stop.set()
@@ -274,10 +276,10 @@ def test_langchain_qdrant_collection_migrates_in_place_and_still_loads(
     )  # fmt: skip
     uri = f"qdrant-local:{path}"
     store = QdrantStore(uri, client=made.client)  # local mode: one client per folder
-    plan = migration.plan(uri, "lc", artifact, batch_size=64, store=store,
+    plan = migration.plan(store, "lc", artifact, batch_size=64,
                           checkpoint=tmp_path / "ck.json")  # fmt: skip
     assert plan.vector == "" and [f.name for f in plan.fields] == ["mrl_32", "mrl_64"]
-    report = migration.run(plan, store=store)
+    report = migration.run(plan, store)
     assert report.ok and report.mode == "in-place" and report.written == n
     assert set(store.describe("lc").fields) == {"", "mrl_32", "mrl_64"}
     store.close()
@@ -379,7 +381,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(
     (other / "manifest.json").write_text(json.dumps(manifest))
     ck = migration.checkpoint_path(artifact, "docs")
     try:
-        migration.plan(uri, "docs", artifact, checkpoint=ck, batch_size=100)
+        legacy.plan(uri, "docs", artifact, checkpoint=ck, batch_size=100)
         state = migration.Checkpoint(uri, "docs", "", str(other), "f" * 64, "in-place",
                                      None, offset=100, done=100, total=n)  # fmt: skip
         state.save(ck)
@@ -432,20 +434,20 @@ def test_server_going_away_stops_cleanly_and_resume_finishes(
     uri = edge_docs(tmp_path / "edge", vectors[:n], payloads[:n])
     store = connect(uri)
     ck = tmp_path / "ck.json"
-    plan = migration.plan(uri, "docs", artifact, batch_size=100, checkpoint=ck, store=store)
+    plan = migration.plan(store, "docs", artifact, batch_size=100, checkpoint=ck)
     with pytest.raises(StoreError) as stopped:
-        migration.run(plan, store=FlakyStore(store, ok=2))  # type: ignore[arg-type]
+        migration.run(plan, FlakyStore(store, ok=2))  # type: ignore[arg-type]
     assert str(stopped.value) == (
         "cannot reach Qdrant at http://db:6333 after 3 tries: refused — stopped after "
         f"200/500 points; {ck} holds every committed batch: run the same command with "
         "--resume to continue"
     )
     with pytest.raises(InvalidInput):
-        migration.plan(uri, "docs", artifact, batch_size=100, checkpoint=ck, store=store)
-    plan = migration.plan(uri, "docs", artifact, batch_size=100, checkpoint=ck, store=store,
+        migration.plan(store, "docs", artifact, batch_size=100, checkpoint=ck)
+    plan = migration.plan(store, "docs", artifact, batch_size=100, checkpoint=ck,
                           resume=True, verify=None)  # fmt: skip
     assert plan.resume is not None and plan.resume.done == 200
-    report = migration.run(plan, store=store)
+    report = migration.run(plan, store)
     assert report.ok and report.written == 300 and report.verification.sampled == n
     store.close()
 
@@ -466,22 +468,22 @@ def test_resumed_copy_keeps_a_record_of_exactly_the_committed_points(
                                      VectorField("title", "dense", 16, "dot")])  # fmt: skip
     store.upsert("docs", ids, {"full": vectors[:n], "title": vectors[:n, :16]}, payloads[:n])
     ck = tmp_path / "ck.json"
-    plan = migration.plan(uri, "docs", artifact, vector="full", mode="copy", batch_size=100,
-                          workers=workers, checkpoint=ck, store=store)  # fmt: skip
+    plan = migration.plan(store, "docs", artifact, vector="full", mode="copy", batch_size=100,
+                          workers=workers, checkpoint=ck)  # fmt: skip
     assert sorted(plan.copied_vectors) == ["full", "title"]
     with pytest.raises(StoreError):
-        migration.run(plan, store=FlakyStore(store, ok=2))  # type: ignore[arg-type]
+        migration.run(plan, FlakyStore(store, ok=2))  # type: ignore[arg-type]
     record = migration.CopyRecord.of(ck)
     done = json.loads(ck.read_text())["done"]
     recorded = record.path.read_text().splitlines() if record.path.exists() else []
     assert done in (0, 100, 200) and len(recorded) == done  # 2 workers: the stop may come first
     with open(record.path, "a") as f:  # as if killed after recording a batch, before its commit
         f.write('["00000000-0000-0000-0000-00000000ffff", "00000000000000000000000000000000"]\n')
-    plan = migration.plan(uri, "docs", artifact, vector="full", mode="copy", batch_size=100,
-                          workers=workers, checkpoint=ck, store=store, resume=True,
+    plan = migration.plan(store, "docs", artifact, vector="full", mode="copy", batch_size=100,
+                          workers=workers, checkpoint=ck, resume=True,
                           verify=None)  # fmt: skip
     plan.copied_vectors.reverse()  # another process may list the vectors in another order
-    report = migration.run(plan, store=store)
+    report = migration.run(plan, store)
     assert report.ok and report.written == n - done and report.verification.sampled == n
     assert (report.reconciled, report.orphans) == (0, 0)
     assert not record.path.exists()  # removed once the migration is done
@@ -543,8 +545,8 @@ def test_sparse_outputs_in_place_on_edge_are_verified(tmp_path: Path, glosses: A
     path = csr.save(tmp_path / "csr.mrlc")
     n = 500
     uri = edge_docs(tmp_path / "edge", vectors[:n], payloads[:n])
-    plan = migration.plan(uri, "docs", path, batch_size=100, verify=None)
-    report = migration.run(plan)
+    plan = legacy.plan(uri, "docs", path, batch_size=100, verify=None)
+    report = legacy.run(plan)
     assert report.ok and report.verification.sampled == n
     store = connect(uri)
     assert store.describe("docs").fields["csr_8"].kind == "sparse"

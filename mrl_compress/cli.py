@@ -185,32 +185,32 @@ def encode(
     runtime: Annotated[str, typer.Option(help="auto | onnx | numpy")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cuda | cpu (ONNX provider).")] = "auto",
     drop_invalid: Annotated[bool, typer.Option(help="Skip NaN/inf/zero rows.")] = False,
+    queries: Annotated[bool, typer.Option(
+        "--queries", help="Write query codes (what eval and the retriever send) instead of "
+        "document codes; score = dot product with the documents' .npz (docs/cli.md).")] = False,
+    query_nonzeros: Annotated[int | None, typer.Option(
+        help="With --queries, sparse (csr) outputs: this many non-zeros per query, as eval's "
+             "--query-nonzeros (default: all of a pursuit csr's atom correlations; a TopK "
+             "csr's k).")] = None,
 ) -> None:
     """Encode vectors with a fitted compressor into an .npz (rows keep input order).
 
     Example: mrl-compress encode --compressor docs.mrlc --input more.npy --output codes.npz
+    (then --input queries.npy --output queries.npz --queries for the query side)
     """
+    from mrl_compress.codes import encode_to_npz
     from mrl_compress.compressor import load
-    from mrl_compress.outputs import SparseBatch
     from mrl_compress.vectors import open_source
 
+    if query_nonzeros is not None and not queries:
+        raise InvalidInput(f"--query-nonzeros {query_nonzeros} applies to query codes: add "
+                           "--queries (document codes keep the compressor's k)")
     model = load(compressor, runtime=runtime, device=device)
     vectors = np.asarray(open_source(input, column))
-    encoded = model.encode(vectors, drop_invalid=drop_invalid)
-    arrays: dict[str, np.ndarray] = {}
-    for name, value in encoded.items():
-        if isinstance(value, SparseBatch):
-            arrays[f"{name}.indices"] = value.indices.astype(np.int32)
-            arrays[f"{name}.values"] = value.values.astype(np.float32)
-            arrays[f"{name}.dim"] = np.asarray(value.dim, dtype=np.int64)
-        else:
-            arrays[name] = value.astype(np.float32)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".partial.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(output)
-    console.print(f"encoded {len(vectors)} vectors → {output} "
-                  f"({', '.join(arrays)}) on {model.provider}")
+    written = encode_to_npz(model, vectors, output, queries=queries,
+                            query_nonzeros=query_nonzeros, drop_invalid=drop_invalid)
+    what = "queries" if queries else f"vectors on {model.provider}"
+    console.print(f"encoded {written.rows} {what} → {output} ({', '.join(written.arrays)})")
 
 
 @app.command(name="eval")

@@ -145,6 +145,29 @@ class Compressor:
             return self.dictionary.queries(x, nonzeros)
         return sparse_codes(self.weights, x, nonzeros)
 
+    def encode_as_queries(self, vectors: np.ndarray, nonzeros: int | None = None,
+                          batch_size: int = 8192, drop_invalid: bool = False) -> Encoded:
+        """Every output's query side, rows in order: :meth:`encode_queries` for each output.
+
+        This is what the retriever and ``eval`` send, so the dot product of a row of this with
+        a row of :meth:`encode` (the document side) is the score they rank by. Dense outputs:
+        the same code as a document. Pursuit csr: the query's signed correlations with the
+        atoms, ``nonzeros`` of them (default all, two per atom); values are signed. TopK csr:
+        the query's own code with ``nonzeros`` latents (default k). ``nonzeros`` is refused
+        for a compressor without a sparse output (docs/cli.md, "query codes").
+        """
+        if nonzeros is not None and not any(o.kind == "sparse" for o in self.outputs):
+            raise InvalidInput(
+                f"query non-zeros apply to sparse (csr) outputs; this {self.method} "
+                f"compressor's outputs ({', '.join(o.name for o in self.outputs)}) are dense")
+        x = validate(vectors, dim=self.input_dim, drop_invalid=drop_invalid,
+                     what="queries to encode").vectors
+        parts = [{o.name: self.encode_queries(x[i : i + batch_size], o.name,
+                                              nonzeros if o.kind == "sparse" else None)
+                  for o in self.outputs}
+                 for i in range(0, max(len(x), 1), batch_size)]
+        return {o.name: _concat([p[o.name] for p in parts]) for o in self.outputs}
+
     @property
     def linear(self) -> LinearMap | None:
         """A linear method's graph as one cached product (None for csr and a residual adaptor).

@@ -154,7 +154,7 @@ class Compressor:
         the same code as a document. Pursuit csr: the query's signed correlations with the
         atoms, ``nonzeros`` of them (default all, two per atom); values are signed. TopK csr:
         the query's own code with ``nonzeros`` latents (default k). ``nonzeros`` is refused
-        for a compressor without a sparse output (docs/cli.md, "query codes").
+        for a compressor without a sparse output (docs/cli.md, "The .npz contract").
         """
         if nonzeros is not None and not any(o.kind == "sparse" for o in self.outputs):
             raise InvalidInput(

@@ -372,6 +372,89 @@ def migrate(
         console.print(line, highlight=False, soft_wrap=True)
     report.raise_if_failed()
 
+
+@app.command()
+def sync(
+    target: Annotated[str, typer.Option(help="Store URI, as for migrate.")],
+    collection: Annotated[str, typer.Option(help="Collection (or alias) the application writes.")],
+    compressor: Annotated[Path, typer.Option(help="The artifact the collection was migrated "
+                                             "with.")],
+    vector: Annotated[str | None, typer.Option(help="Full vector (default: the unnamed or only "
+                                               "dense one).")] = None,
+    batch: Annotated[int, typer.Option(help="Points per batch.")] = 512,
+    watch: Annotated[float | None, typer.Option(
+        help="Sync again every this many seconds until Ctrl-C or SIGTERM (stops between "
+        "batches).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print how many points are unsynced, write "
+                                          "nothing.")] = False,
+) -> None:
+    """Write the outputs of points written after the migration (they lack them).
+
+    The engine finds them by a filter; a run writes only what is missing, so it is safe to
+    repeat and a stopped run is continued by running it again.
+
+    Example: mrl-compress sync --target edge:./shards --collection docs --compressor docs.mrlc
+    --dry-run   (then without it; add --watch 30 to keep a collection in step)
+    """
+    from mrl_compress import sync as syncing
+    from mrl_compress.adapters import connect
+    from mrl_compress.compressor import load
+
+    model = load(compressor)
+    store = connect(target)
+    try:
+        plan = syncing.plan(store, collection, compressor, vector=vector, batch_size=batch,
+                            model=model)
+        for line in plan.lines():
+            console.print(line, highlight=False, soft_wrap=True)
+        if dry_run:
+            return
+        if watch is not None:
+            with _stop_on_signals() as stopping:
+                def said(one: syncing.SyncReport) -> None:
+                    if one.written or one.skipped:
+                        for line in one.lines():
+                            console.print(line, highlight=False, soft_wrap=True)
+
+                report = syncing.watch(plan, store, watch, compressor=model, stop=stopping,
+                                       on_pass=said)
+            console.print(f"watch ended after {report.passes} pass(es): {report.written} "
+                          "point(s) synced", highlight=False)
+            return
+        columns = (TextColumn("[bold]sync"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} points"), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=False) as bar:
+            task = bar.add_task("sync", total=plan.unsynced)
+            report = syncing.run(plan, store, compressor=model, progress=lambda done, total:
+                                 bar.update(task, completed=done, total=total))
+    finally:
+        store.close()
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """SIGINT and SIGTERM set a flag (asked between batches) instead of killing mid-write."""
+    import signal
+    import threading
+
+    asked = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if asked.is_set():  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        asked.set()
+        err.print("stopping after this batch (again to stop now)")
+
+    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked.is_set
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning our errors into one line and an exit code."""
     try:

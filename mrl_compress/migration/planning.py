@@ -181,7 +181,7 @@ def plan(
     model = load(compressor)
     sha = compressor_sha256(compressor)
     info = store.describe(collection)
-    full = _full_vector(info.fields, vector, collection, {o.name for o in model.outputs})
+    full = full_vector(info.fields, vector, collection, {o.name for o in model.outputs})
     if model.input_dim != full.size:
         raise InvalidInput(
             f"compressor {compressor} takes {model.input_dim}-d vectors but vector "
@@ -296,7 +296,7 @@ def compressor_sha256(compressor: str | Path) -> str:
 
 
 
-def _full_vector(fields: dict[str, VectorField], vector: str | None, collection: str,
+def full_vector(fields: dict[str, VectorField], vector: str | None, collection: str,
                  outputs: set[str]) -> VectorField:
     """``vector``, else ``""``, else the only dense field that is not one of our outputs
     (so that running the same migration again needs no ``--vector``)."""

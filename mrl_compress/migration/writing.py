@@ -44,6 +44,9 @@ class Report:
     cutover: list[str] = field(default_factory=list)
     fallback: str | None = None
     provider: str = ""
+    caught_up: int = 0
+    """In place: points the application wrote behind the write pass's cursor, written by a
+    last pass over the points lacking an output (:func:`mrl_compress.sync.run`)."""
 
     @property
     def ok(self) -> bool:
@@ -61,10 +64,17 @@ class Report:
             out.append(f"reconciliation: {self.reconciled} point(s) changed during the copy "
                        f"re-copied; {self.orphans} point(s) deleted from the source remain "
                        "in the copy")
+        if self.mode == "in-place":
+            out.append(f"caught up: {self.caught_up} point(s) written during the pass got "
+                       "their outputs")
         out.append(f"verification: {v.points} points have every new field; {v.sampled} "
                    "sampled points compared: "
                    + ("all equal" if v.ok else f"{v.problem_count} difference(s)"))
         out += [f"  - {p}" for p in v.problems]
+        if self.mode == "in-place":
+            out.append(f"unsynced: {v.unsynced} point(s) lack an output (written since; "
+                       "two-stage search finds them by the full vector, mrl-compress sync "
+                       "writes them)")
         if self.swapped:
             out.append(f"alias '{self.swapped}' now points at '{self.collection}'")
         out += self.cutover
@@ -156,10 +166,12 @@ def run(
         reconciled=ck.reconciled, orphans=orphans, fallback=fallback,
         provider=model.provider,
     )  # fmt: skip
+    if ck.mode == "in-place":
+        report.caught_up = _catch_up(store, plan, model)
     report.verification = verify(
         store, plan.collection, target, model, vector=plan.vector,
         sample=plan.verify, copied=plan.copied_vectors if ck.mode == "copy" else None,
-        batch_size=max(plan.batch_size, SCAN_BATCH),
+        batch_size=max(plan.batch_size, SCAN_BATCH), live=ck.mode == "in-place",
     )  # fmt: skip
     if ck.mode == "copy" and report.ok:
         report.swapped, report.cutover = _cut_over(store, plan, target)
@@ -168,6 +180,17 @@ def run(
     CopyRecord.of(plan.checkpoint).remove()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _catch_up(store: VectorStore, plan: Plan, model: Compressor) -> int:
+    """The points written behind the write pass's cursor lack outputs: sync them."""
+    from mrl_compress import sync  # imported here: sync builds on this package
+
+    found = sync.plan(store, plan.collection, plan.compressor, vector=plan.vector,
+                      batch_size=plan.batch_size, model=model)  # fmt: skip
+    if not found.unsynced:
+        return 0
+    return sync.run(found, store, compressor=model).written
 
 
 def _write_pass(store: VectorStore, plan: Plan, model: Compressor, ck: Checkpoint,

@@ -1,7 +1,14 @@
-"""The CUDA paths, measured on a GPU machine against its own CPU in one run.
+r"""The CUDA paths, measured on a GPU machine against its own CPU in one run.
 
     python bench/gpu.py fit --rows 50000 --methods pca,ads,adaptor,csr --keep DIR
     python bench/gpu.py encode --keep DIR --batches 1,64,4096,16384
+
+The figures in docs/benchmarks.md ("GPU"; one H200, 2026-11-26) come from
+
+    MRL_DATA=<copy of ../shared/data> python bench/gpu.py fit --rows 50000 \
+        --methods pca,ads,adaptor,csr --keep /tmp/keep/art --out fit.jsonl
+    MRL_DATA=<copy of ../shared/data> python bench/gpu.py encode --keep /tmp/keep/art \
+        --batches 1,64,512,4096,16384 --out encode.jsonl
 
 fit: ``mrl_compress.fit`` on the first N wordnet-gloss vectors, on the GPU (torch picks CUDA
 when present), then the same fit in a child process with ``CUDA_VISIBLE_DEVICES=`` (the

@@ -1,11 +1,21 @@
 """Retention of each method on real retrieval data, beside prefix truncation and PCA.
 
-    python bench/quality.py wordnet --methods truncate,pca,adaptor,csr
-    python bench/quality.py scifact --methods truncate,pca,ads,adaptor,csr
-    python bench/quality.py scifact-wordllama --methods truncate,pca,ads --dims 64,128
-    python bench/quality.py stsb --methods truncate,pca,adaptor --dims 48
-    python bench/quality.py scifact --methods adaptor,csr --pairs train
-    python bench/quality.py scifact --methods adaptor --pair-weights none,0.25,0.5,1 --seed 0
+The figures in docs/benchmarks.md ("Quality") come from (S = seed 0, 1, 2):
+
+    python bench/quality.py wordnet --methods truncate,pca,ads,csr --dims 64,128
+    python bench/quality.py wordnet --methods adaptor --dims 64,128,256
+    python bench/quality.py scifact --methods adaptor --dims 64,128 --seed S
+    python bench/quality.py scifact --methods ads --dims 64,128 --option rotate=true
+    python bench/quality.py scifact --methods adaptor --dims 64,128 --pairs train --seed S
+    python bench/quality.py scifact --methods csr --pairs train
+    python bench/quality.py scifact --methods adaptor --pair-weights none,0.25,0.5,1 --seed S
+    python bench/quality.py stsb    --methods truncate,pca,ads --dims 48,64
+    python bench/quality.py stsb    --methods adaptor --dims 48
+    python bench/quality.py stsb    --methods csr --k 16,32
+
+The same commands give the other tasks' rows: the first for scifact, cranfield and (without
+csr) scifact-wordllama256; the third (seed 0) and fourth for cranfield and
+scifact-wordllama256; the fourth for wordnet.
 
 Fits on the corpus vectors only (no queries, no labels) unless ``--pairs train`` adds the
 train split's query/document pairs (BEIR sets; the pairs whose document is relevant to a test
@@ -19,20 +29,6 @@ README asks (tune on the train qrels, report on the test ones): the train querie
 80/20 (by query, seeded by ``--seed``); each fit sees the pairs of the 80 % whose documents
 are relevant neither to the 20 % nor to any test query, and the 20 % are scored with their
 train qrels (rows marked ``"scored_on": "train-holdout"``). ``none`` is the unsupervised fit.
-
-The figures in docs/benchmarks.md ("Quality") come from:
-
-    python bench/quality.py wordnet   --methods truncate,pca,ads,adaptor,csr --dims 64,128
-    python bench/quality.py wordnet   --methods ads --dims 64,128 --option rotate=true
-    python bench/quality.py scifact   --methods truncate,pca,ads,adaptor,csr --dims 64,128
-    python bench/quality.py scifact   --methods adaptor --dims 64,128 --pairs train --seed S
-    python bench/quality.py scifact   --methods adaptor --pair-weights none,0.25,0.5,1 --seed S
-    python bench/quality.py cranfield --methods truncate,pca,ads,adaptor,csr --dims 64,128
-    python bench/quality.py scifact-wordllama256 --methods truncate,pca,ads,adaptor --dims 64,128
-    python bench/quality.py stsb      --methods truncate,pca,ads,adaptor --dims 48,64
-    python bench/quality.py stsb      --methods csr --k 16,32
-
-(``ads --option rotate=true`` on each task as on wordnet; S = 0, 1, 2.)
 """
 
 from __future__ import annotations

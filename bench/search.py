@@ -56,7 +56,7 @@ The figures in docs/benchmarks.md ("Search") come from these commands (the compr
 ``mrl-compress fit --source ../shared/data/wordnet-gloss/corpus.minilm.f16.npy --method adaptor
 --dims 64,128 --sample 100000 --out /tmp/mrl-search/adaptor.mrlc`` and the same with
 ``--method csr --option encoder=topk --steps 50 --sample 50000 --out
-/tmp/mrl-search/csr32-topk.mrlc``):
+/tmp/mrl-search/csr32-topk.mrlc``, whose source was not recorded):
 
     # 1M, every vector in RAM (run twice; the second with --out .../search-1m-sixth-2.json)
     python bench/search.py --sizes 1000000 --queries 300 --big-queries 300 --oversample 10 \

@@ -18,7 +18,10 @@ touched every 4 KiB, evicting the caches as a search at 1M points does). Times
 ``--compressor`` (a saved artifact) or, without it, a short fit of each of ``--methods``.
 
 Every run appends a line to bench/results/speed.jsonl. The figures in docs/benchmarks.md
-("Speed") come from the first, second and third commands above (2026-11-25/26, 2-core VM).
+("Speed") come from the first three commands above (2026-11-25/26, the 2-core VM); its
+one-query figure from the former bench/query_encode.py, which timed the same call on the same
+artifact (the fourth command, with /tmp/mrl-search/adaptor.mrlc from bench/search.py's
+docstring).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The worked Python examples of docs/quickstart.md, retriever.md, gpu.md and
+"""The worked Python examples of docs/quickstart.md, retriever.md, gpu.md, live.md and
 langchain-migration.md run as written: blocks marked ``<!-- test: NAME -->``.
 
 Each runs in a temp folder holding what its text says is there; ``embeddings`` (the
@@ -62,3 +62,21 @@ def test_langchain_migration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     )  # fmt: skip
     assert len(done["ours"]) == 4
     done["vectorstore"].client.close()
+
+
+def test_live_collections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    import mrl_compress
+    from mrl_compress.adapters import VectorField, connect
+
+    monkeypatch.chdir(tmp_path)
+    data = corpus()
+    stored, new = data.vectors[:1500], data.vectors[1500:1600]
+    store = connect("edge:./shard")
+    store.create_collection("docs", [VectorField("", "dense", 384, "cosine")])
+    store.upsert("docs", list(range(len(stored))), {"": stored},
+                 langchain_payloads(data)[: len(stored)])
+    store.close()
+    path = mrl_compress.fit(stored, "pca", dims=(32, 64)).compressor.save(tmp_path / "c.mrlc")
+    run("live.md", "live", vectors=stored, new=new, compressor=path)
+    assert capsys.readouterr().out.split() == ["True", "100", "100", "0"]

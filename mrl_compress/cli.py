@@ -24,7 +24,8 @@ app = typer.Typer(
     name="mrl-compress",
     help="Make the embeddings you already store smaller and faster to search.\n\n"
     "fit learns a compressor from stored vectors; encode/eval/inspect use it; "
-    "migrate writes it into a collection. Each command's --help has a worked example.",
+    "migrate writes it into a collection; sync writes what the application added since. "
+    "Each command's --help has a worked example.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

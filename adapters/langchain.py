@@ -41,6 +41,8 @@ except ImportError:  # pragma: no cover - exercised only without the extra
         "the LangChain retriever needs langchain-core: pip install 'mrl-compress[langchain]'"
     ) from None
 
+from mrl_compress.adapters.langchain_store import MatryoshkaVectorStore as MatryoshkaVectorStore
+
 METADATA_KEY = "_mrl"
 """``Document.metadata[METADATA_KEY]`` = ``{"score": float, "stage1": str, "oversample": int}``."""
 

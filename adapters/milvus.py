@@ -60,6 +60,7 @@ _KEY_WINDOW = 16383  # keys per key-range query (see _scan); Milvus caps a query
 _LIST_ALL_MAX = 500_000  # up to this many rows a scan lists every key in one query (see _scan)
 _MIN_KEY = {True: "-9223372036854775808", False: '""'}  # the least INT64 and VARCHAR keys
 _WRITE_CHUNK = 1000  # rows per upsert request: far below gRPC's 64 MB message limit at 4k dims
+_AUTO_ID_HORIZON = 1_000_000  # see MilvusStore._advance_auto_ids
 # Lite runs everything in one Python process; its AUTOINDEX is HNSW when faiss is installed,
 # and an id-filtered HNSW search missed rows there: FLAT keeps Lite exact (it is for
 # correctness, not speed). A server picks its own index for new fields.
@@ -78,6 +79,8 @@ class _Schema:
     scalars: list[str]
     vectors: dict[str, VectorField]
     indexes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    auto_id: bool = False
+    """The engine generates the primary key of a row written without one."""
 
     @property
     def payload_fields(self) -> list[str]:
@@ -90,6 +93,15 @@ class _Schema:
 
 class MilvusStore:
     """A Milvus Lite file or a Milvus server, picked by URI (see the module docstring)."""
+
+    rows_need_every_field = True
+    """Every vector field is required (:func:`mrl_compress.store.rows_need_every_field`): a
+    row written without one is refused, by pymilvus before it is sent. A nullable vector field
+    does not help on Milvus Lite 3.2.2 (measured): it accepts the schema, but refuses a write
+    in which no row has the field and any null sparse row, and stores a null dense vector as
+    zeros that search then returns. Milvus servers from 3.0 document nullable vector fields
+    (NULLs skipped by search, no ``IS NULL`` filter on them); this adapter does not use them
+    yet, for want of a server to test on."""
 
     def __init__(self, uri: str, *, connect_timeout: float = 10.0) -> None:
         require("pymilvus", "milvus")
@@ -247,9 +259,15 @@ class MilvusStore:
     ) -> None:
         """A new collection with ``fields``; with ``like``, also every field of ``like``.
 
-        The copy keeps ``like``'s primary key (``auto_id`` off, so original ids survive),
-        scalar and dynamic fields, vector fields and their indexes: a copy migration upserts
-        whole points into it. Creating it again with the same fields is a no-op (resume).
+        The copy keeps ``like``'s fields with their settings (``_copyable_schema``: the
+        primary key's type, ``max_length`` and ``auto_id``; scalar and dynamic fields), its
+        collection properties, vector fields and their indexes: a copy migration writes whole
+        points into it. Creating it again with the same fields is a no-op (resume).
+
+        An ``auto_id`` copy still receives the original keys: it gets the property
+        ``allow_insert_auto_id`` (a server then takes explicit keys in an insert; Lite takes
+        them anyway), and this adapter writes its rows with explicit keys as ``_write``
+        says; :meth:`swap_alias` moves Lite's id generator past the copied keys.
         """
         from pymilvus import CollectionSchema
 
@@ -257,9 +275,13 @@ class MilvusStore:
             self._check_existing(collection, fields)
             return
         source = self._schema(like) if like is not None else None
+        properties: dict[str, Any] = {}
         if source is not None:
             raw = _copyable_schema(source.raw)
             schema = CollectionSchema.construct_from_dict(raw)
+            properties = dict(source.raw.get("properties") or {})
+            if source.auto_id:
+                properties["allow_insert_auto_id"] = "true"
         else:
             schema = self._client.create_schema(auto_id=False, enable_dynamic_field=True)
             schema.add_field("id", _dtype("INT64"), is_primary=True)
@@ -275,15 +297,16 @@ class MilvusStore:
             _add_vector_field(schema, vf)
             index.add_index(vf.name, **self._new_index(vf))
         what = f"create collection '{collection}'"
+        extra = {"properties": properties} if properties else {}
         # Strong consistency: a migration verifies what it has just written.
         if not self._lite:
             self._call(what, self._client.create_collection, collection, schema=schema,
-                       index_params=index, consistency_level="Strong")  # fmt: skip
+                       index_params=index, consistency_level="Strong", **extra)  # fmt: skip
         else:
             # Lite builds an index inside the CreateIndex call; pymilvus's wait for it asks
             # for AllocTimestamp, which Lite lacks (a logged error and 0.5 s per index).
             self._call(what, self._client.create_collection, collection, schema=schema,
-                       consistency_level="Strong")  # fmt: skip
+                       consistency_level="Strong", **extra)  # fmt: skip
             self._call(what, self._client.create_index, collection, index, sync=False)
             self._call(what, self._client.load_collection, collection)
         self._schemas.pop(collection, None)
@@ -415,9 +438,37 @@ class MilvusStore:
         target = self._alias_target(alias)
         if target == collection:
             return
+        self._advance_auto_ids(self._schema(collection))
         action = self._client.create_alias if target is None else self._client.alter_alias
         self._call(f"point alias '{alias}' at '{collection}'", action, collection, alias)
         self._schemas.pop(alias, None)
+
+    def _advance_auto_ids(self, schema: _Schema) -> None:
+        """Lite only: move an ``auto_id`` collection's id generator past its largest key.
+
+        Milvus Lite 3.2.2 hands out ``auto_id`` keys from a counter that every row written
+        advances by one, whatever its key (and that restarts at the collection's write
+        sequence, which counts every write, when the file is opened again), so a copy that
+        received its source's keys may give a new row the key of a copied point, and Lite's
+        insert then replaces that point (measured: keys 3-6 copied, the next two inserts got
+        keys 5 and 6 and replaced those points). The counter is at least the number of rows
+        present (each was written once), so before an alias makes such a copy live, partial
+        upserts of one stored row's key (each advances the counter by one and rewrites that
+        row unchanged) move it past the largest key: ``max key + 1 - rows`` of them, one for
+        a source keyed 1..n. Keys more than ``_AUTO_ID_HORIZON`` above the row count (random
+        63-bit keys, say) are left to chance: the counter would need that many inserts to
+        reach them. A server's keys come from its timestamp oracle.
+        """
+        if not self._lite or not schema.auto_id:
+            return
+        keys = [int(key) for chunk in self.point_ids(schema.name, batch_size=_KEY_WINDOW)
+                for key in chunk]  # fmt: skip  (auto_id keys are INT64)
+        reach = len(keys) + _AUTO_ID_HORIZON
+        burn = max((k for k in keys if k < reach), default=0) + 1 - len(keys)
+        what = f"advance the key generator of '{schema.name}'"
+        for start in range(0, burn if keys else 0, _WRITE_CHUNK):
+            rows = [{schema.pk: keys[0]}] * min(_WRITE_CHUNK, burn - start)
+            self._call(what, self._client.upsert, schema.name, rows, partial_update=True)
 
     def delete(self, collection: str, ids: Sequence[PointId]) -> None:
         schema = self._schema(collection)
@@ -558,13 +609,25 @@ class MilvusStore:
         return rows
 
     def _write(self, collection: str, rows: list[dict[str, Any]]) -> None:
+        """Write whole rows with their keys, ``_WRITE_CHUNK`` per request, by upsert.
+
+        In an ``auto_id`` collection a Milvus server's upsert gives the new row a new key
+        whatever ``allow_insert_auto_id`` says (milvus-io/milvus#46891) while its insert keeps
+        an explicit key when that property is set: there each chunk's keys are deleted and the
+        rows inserted (a reader may miss them in between). Not run here: no server in the
+        tests. Milvus Lite's upsert keeps explicit keys in an ``auto_id`` collection.
+        """
+        schema = self._schema(collection)
+        rekeyed = schema.auto_id and not self._lite
+        what = f"write to '{collection}'"
         for start in range(0, len(rows), _WRITE_CHUNK):
-            self._call(
-                f"write to '{collection}'",
-                self._client.upsert,
-                collection,
-                rows[start : start + _WRITE_CHUNK],
-            )
+            chunk = rows[start : start + _WRITE_CHUNK]
+            if rekeyed:
+                self._call(what, self._client.delete, collection,
+                           ids=[row[schema.pk] for row in chunk])  # fmt: skip
+                self._call(what, self._client.insert, collection, chunk)
+            else:
+                self._call(what, self._client.upsert, collection, chunk)
 
     def _fetch(
         self, schema: _Schema, ids: Sequence[PointId], outputs: list[str]
@@ -711,11 +774,11 @@ def _identity(raw: dict[str, Any]) -> tuple[Any, ...]:
 def _parse_schema(
     collection: str, raw: dict[str, Any], indexes: dict[str, dict[str, Any]]
 ) -> _Schema:
-    pk, pk_is_int, scalars, vectors = "", False, [], {}
+    pk, pk_is_int, auto_id, scalars, vectors = "", False, False, [], {}
     for f in raw["fields"]:
         kind = f["type"].name
         if f.get("is_primary"):
-            pk, pk_is_int = f["name"], kind == "INT64"
+            pk, pk_is_int, auto_id = f["name"], kind == "INT64", bool(f.get("auto_id"))
         elif kind == _SPARSE_TYPE:
             vectors[f["name"]] = VectorField(f["name"], "sparse", None, None)
         elif kind in _DENSE_TYPES or kind == "BINARY_VECTOR":
@@ -735,6 +798,7 @@ def _parse_schema(
         scalars=scalars,
         vectors=vectors,
         indexes=indexes,
+        auto_id=auto_id,
     )
 
 
@@ -756,17 +820,13 @@ def _detect_langchain(schema: _Schema, info: CollectionInfo) -> None:
 
 
 def _copyable_schema(raw: dict[str, Any]) -> dict[str, Any]:
-    """``like``'s schema for a copy: ids are written by the migration, not generated."""
+    """``like``'s schema for a copy, every field's settings as they are: the primary key's
+    type, ``max_length`` and ``auto_id`` (the application's writes keep working after the
+    swap; the migration writes the original keys all the same, see ``create_collection``),
+    scalar fields' ``max_length``/``nullable``/``default_value``, ``enable_dynamic_field``."""
     copied = dict(raw)
-    fields = []
-    for f in raw["fields"]:
-        if f.get("is_dynamic"):
-            continue  # enable_dynamic_field recreates $meta
-        f = dict(f)
-        if f.get("is_primary"):
-            f["auto_id"] = False
-        fields.append(f)
-    copied["fields"] = fields
+    # enable_dynamic_field recreates $meta
+    copied["fields"] = [dict(f) for f in raw["fields"] if not f.get("is_dynamic")]
     return copied
 
 

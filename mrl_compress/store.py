@@ -88,7 +88,16 @@ Vectors = np.ndarray | SparseBatch
 
 @runtime_checkable
 class VectorStore(Protocol):
-    """What every backend can do. Sync methods; async twins live beside them where offered."""
+    """What every backend can do. Sync methods; async twins live beside them where offered.
+
+    Optional facts a backend may tell as attributes (read them with the functions below this
+    class, which give the default when a backend lacks one):
+
+    - ``rows_need_every_field`` (:func:`rows_need_every_field`, default False): True when the
+      engine refuses a point written without one of the collection's vector fields, so that
+      once outputs are added, a writer that sends the full vector alone (langchain-milvus's
+      ``add_texts``) fails. The Milvus adapter says so (its fields are required).
+    """
 
     uri: str
 
@@ -219,6 +228,12 @@ class VectorStore(Protocol):
     def drop_collection(self, collection: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+def rows_need_every_field(store: VectorStore) -> bool:
+    """Whether ``store``'s engine refuses a point that lacks one of the collection's vector
+    fields (the optional attribute of that name; False when a backend does not say)."""
+    return bool(getattr(store, "rows_need_every_field", False))
 
 
 def collection_not_found(collection: str, existing: Sequence[str]) -> NotFound:

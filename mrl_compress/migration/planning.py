@@ -19,7 +19,7 @@ from mrl_compress.compressor import load
 from mrl_compress.errors import Conflict, InvalidInput, NotFound
 from mrl_compress.migration.rows import canonical
 from mrl_compress.outputs import Output
-from mrl_compress.store import CollectionInfo, VectorField, VectorStore
+from mrl_compress.store import CollectionInfo, VectorField, VectorStore, rows_need_every_field
 
 MODES = ("auto", "in-place", "copy")
 FINGERPRINT_SAMPLE = 1000
@@ -248,6 +248,12 @@ def plan(
     if quantize and mode != "in-place":
         notes.append("--quantize applies when fields are added in place; a copy gets the "
                      "engine's default index for its new fields")
+    if rows_need_every_field(store):
+        notes.append("this engine refuses a point written without every new field: after the "
+                     "migration, writes of the full vector alone (langchain-milvus add_texts) "
+                     "fail; write through MatryoshkaVectorStore (the full vector and every "
+                     "output in one upsert) or give langchain-milvus an embedding per output "
+                     "(docs/migrate.md, Writes after the migration)")
     payload_bytes = _payload_bytes(store, collection, full.name)
     new_fields = [field_of(o) for o in outputs]
     originals = [info.fields[name] for name in copied]

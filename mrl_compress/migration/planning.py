@@ -253,7 +253,7 @@ def plan(
                      "migration, writes of the full vector alone (langchain-milvus add_texts) "
                      "fail; write through MatryoshkaVectorStore (the full vector and every "
                      "output in one upsert) or give langchain-milvus an embedding per output "
-                     "(docs/migrate.md, Writes after the migration)")
+                     "(docs/migrate.md#milvus-and-the-applications-writes)")
     payload_bytes = _payload_bytes(store, collection, full.name)
     new_fields = [field_of(o) for o in outputs]
     originals = [info.fields[name] for name in copied]

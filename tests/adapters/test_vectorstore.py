@@ -255,6 +255,21 @@ def test_wrong_dimension_and_mismatched_arguments_write_nothing(edge: Any) -> No
         MatryoshkaVectorStore.create(edge, vectorstore.collection, fake(), small_compressor())
 
 
+def test_a_field_this_store_cannot_fill_refuses_writes_not_searches(edge: Any) -> None:
+    """langchain-qdrant's hybrid mode keeps a sparse ``langchain-sparse`` vector: a point
+    written here would lack it (langchain-qdrant's sparse and hybrid search would miss it)."""
+    name = f"hybrid_{uuid.uuid4().hex[:8]}"
+    edge.create_collection(name, [VectorField("", "dense", EMBEDDING_SIZE, "cosine"),
+                                  VectorField("langchain-sparse", "sparse", None, None)] + [
+        VectorField(o.name, o.kind, o.size, o.distance) for o in small_compressor().outputs
+    ])  # fmt: skip
+    vectorstore = MatryoshkaVectorStore.from_existing(edge, name, fake(), small_compressor())
+    with pytest.raises(InvalidInput, match="has vector field.s. 'langchain-sparse' besides the "
+                                           "full vector and the compressor's outputs"):
+        vectorstore.add_texts(["a"])
+    assert vectorstore.similarity_search("a") == [] and count(vectorstore) == 0
+
+
 # -- ids ---------------------------------------------------------------------------------------
 
 

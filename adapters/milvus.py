@@ -15,6 +15,10 @@ What Milvus cannot do, and what this adapter does instead:
 - pymilvus refuses an upsert row that lacks a field unless ``partial_update=True`` (a Milvus
   2.6 feature), so :meth:`MilvusStore.write_outputs` reads the whole rows and writes them back
   with the new fields; float32 values survive the round trip through Python floats exactly.
+- No row without one of its vector fields (Lite 3.2.2 refuses a write in which no row has a
+  nullable vector and cannot filter on a null one: docs/migrate.md), so every field this
+  adapter creates is required and :attr:`MilvusStore.rows_need_every_field` says so; an
+  application writing after a copy must send every output.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class _Schema:
     indexes: dict[str, dict[str, Any]] = field(default_factory=dict)
     auto_id: bool = False
     """The engine generates the primary key of a row written without one."""
+    nullable: set[str] = field(default_factory=set)
+    """Vector fields that may be null (collections made elsewhere: this adapter makes none)."""
 
     @property
     def payload_fields(self) -> list[str]:
@@ -148,9 +154,8 @@ class MilvusStore:
         """
         schema = self._schema(collection)
         names = self._names(schema, vector, vectors)
-        for name in missing:
-            self._field(schema, name)
-        if missing:  # Milvus vector fields are not nullable: no row can lack one
+        self._required(schema, missing)
+        if missing:  # every row holds every required field: none lacks one
             return
         outputs = names + (schema.payload_fields if with_payload else [])
         for chunk, next_offset in self._scan(schema, outputs, batch_size, offset):
@@ -162,11 +167,21 @@ class MilvusStore:
             yield [row[schema.pk] for row in chunk]
 
     def count_having(self, collection: str, names: Sequence[str]) -> int:
-        """Every row has every field here: Milvus vector fields are not nullable."""
-        schema = self._schema(collection)
+        """Every row: the fields are required (``rows_need_every_field``)."""
+        self._required(self._schema(collection), names)
+        return self.describe(collection).count
+
+    def _required(self, schema: _Schema, names: Sequence[str]) -> None:
+        """NotFound for a missing field; StoreError for a nullable one (made elsewhere: this
+        adapter makes none), whose null rows no Milvus filter finds (``is null`` is refused on
+        vector fields, by Lite and, as documented, by servers)."""
         for name in names:
             self._field(schema, name)
-        return self.describe(collection).count
+            if name in schema.nullable:
+                raise StoreError(
+                    f"vector '{name}' of '{schema.name}' is nullable: Milvus has no filter for "
+                    "a null vector, so this adapter cannot tell which points lack it"
+                )
 
     def _scan(self, schema: _Schema, outputs: list[str], batch_size: int,
               offset: Any | None) -> Iterator[tuple[list[dict[str, Any]], Any]]:
@@ -775,6 +790,7 @@ def _parse_schema(
     collection: str, raw: dict[str, Any], indexes: dict[str, dict[str, Any]]
 ) -> _Schema:
     pk, pk_is_int, auto_id, scalars, vectors = "", False, False, [], {}
+    nullable = {f["name"] for f in raw["fields"] if f.get("nullable")}
     for f in raw["fields"]:
         kind = f["type"].name
         if f.get("is_primary"):
@@ -799,6 +815,7 @@ def _parse_schema(
         vectors=vectors,
         indexes=indexes,
         auto_id=auto_id,
+        nullable=nullable & set(vectors),
     )
 
 

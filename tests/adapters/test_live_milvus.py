@@ -224,3 +224,44 @@ def test_langchain_writes_after_the_swap_are_searched_as_brute_force(live: Live)
     assert int(top.id) == rewritten and top.metadata["doc_id"] == data.ids[new_row]
     served = {int(d.id) for text in queries for d in retriever.invoke(text, k=20)}
     assert not served & set(deleted)
+
+
+def test_what_milvus_lite_does_with_nullable_vectors(live: Live) -> None:
+    """Why the copy's output fields are required (docs/migrate.md): Lite 3.2.2 takes a
+    nullable vector field in a schema but refuses a write in which no row has it and has no
+    filter for a null vector. If this test starts failing, Lite changed: revisit that choice.
+    Such a field (made elsewhere) is refused by count_having and iter_batches(missing=)."""
+    from pymilvus import DataType
+
+    from mrl_compress.errors import StoreError
+
+    client = live.store._client
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("full", DataType.FLOAT_VECTOR, dim=8)
+    schema.add_field("small", DataType.FLOAT_VECTOR, dim=4, nullable=True)
+    index = client.prepare_index_params()
+    index.add_index("full", index_type="FLAT", metric_type="COSINE")
+    index.add_index("small", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("nullable", schema=schema, index_params=index,
+                             consistency_level="Strong")  # fmt: skip
+    rng = np.random.default_rng(0)
+    logging.disable(logging.CRITICAL)  # pymilvus logs each refusal with a traceback
+    try:
+        with pytest.raises(Exception, match="declared FloatVector but no float_vector data"):
+            client.insert("nullable", [{"id": 1, "full": rng.normal(size=8).tolist()}])
+        client.insert("nullable", [{"id": 2, "full": rng.normal(size=8).tolist(),
+                                    "small": [1.0, 0, 0, 0]},
+                                   {"id": 3, "full": rng.normal(size=8).tolist()}])  # fmt: skip
+        with pytest.raises(Exception, match="cannot be used in scalar filter"):
+            client.query("nullable", filter="small is null", output_fields=["id"])
+        stored = client.query("nullable", filter="id == 3", output_fields=["small"])
+        assert stored[0]["small"] == [0.0, 0.0, 0.0, 0.0]  # the null came back as zeros
+    finally:
+        logging.disable(logging.NOTSET)
+    assert live.store.count_having("nullable", ["full"]) == 2
+    with pytest.raises(StoreError, match="vector 'small' of 'nullable' is nullable"):
+        live.store.count_having("nullable", ["full", "small"])
+    with pytest.raises(StoreError, match="is nullable"):
+        list(live.store.iter_batches("nullable", "full", missing=["small"]))
+    live.store.drop_collection("nullable")

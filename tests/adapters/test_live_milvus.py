@@ -198,6 +198,17 @@ def test_langchain_writes_after_the_swap_are_searched_as_brute_force(live: Live)
         page_content=data.texts[new_row],
         metadata={"doc_id": data.ids[new_row], "title": data.titles[new_row]})])
     contents[rewritten] = new_row
+    # MatryoshkaVectorStore, the other way docs/migrate.md names, on the same alias
+    from mrl_compress.adapters.langchain_store import MatryoshkaVectorStore
+
+    ours = MatryoshkaVectorStore.from_existing(store, "docs_live", live.embeddings,
+                                               live.compressor)  # fmt: skip
+    more = [N + 30, N + 31]
+    more_keys = ours.add_texts([data.texts[r] for r in more],
+                               [{"doc_id": data.ids[r], "title": data.titles[r]} for r in more])
+    assert not set(map(int, more_keys)) & set(contents)
+    contents.update(zip(map(int, more_keys), more, strict=True))
+    rows += more
     deleted = [sorted(live.source)[3], sorted(live.source)[250], int(new_keys[0])]
     assert plain.delete(ids=deleted) is True  # the application's delete, on the alias
     for key in deleted:

@@ -104,6 +104,12 @@ class MatryoshkaRetriever(BaseRetriever):
     """Equality filter on payload keys, applied to both stages: ``{"metadata.lang": "en"}``."""
     full_vector: str | None = None
     """The full vector's field; None: the collection's default (``""`` or its only one)."""
+    unsynced: bool = True
+    """Also find the points that lack ``stage1`` (written after the migration, not synced
+    yet) by their full vector, in the same query. On Qdrant this costs a scan of the
+    collection's points per query while any point lacks it (Qdrant Edge skips it when none
+    does): False leaves them out until ``sync`` writes their small vectors. See
+    docs/retriever.md, "Writes after a migration"."""
     text_key: str | None = None
     """Payload key of the text; None: as ``describe`` reports (langchain layouts) or ``text``."""
     metadata_key: str | None = None
@@ -178,6 +184,11 @@ class MatryoshkaRetriever(BaseRetriever):
 
     # -- the two stages ---------------------------------------------------------------------
 
+    def _unsynced(self) -> dict[str, Any]:
+        """``two_stage_search``'s ``unsynced`` argument, sent only when it is not the
+        protocol's default (True), so stores whose rows always hold every field take none."""
+        return {} if self.unsynced else {"unsynced": False}
+
     def _encode(self, vector: list[float], search: Search) -> tuple[np.ndarray, Any]:
         query = np.asarray([vector], dtype=np.float32)
         return query, self.compressor.encode_queries(query, search.stage1, search.query_nonzeros)
@@ -214,6 +225,7 @@ class MatryoshkaRetriever(BaseRetriever):
         hits = self._store().two_stage_search(
             self.collection, full, search.stage1, small, search.k,
             oversample=search.oversample, full_vector=self.full_vector, filter=search.filter,
+            **self._unsynced(),
         )  # fmt: skip
         return self._documents(hits[0], search)
 
@@ -228,6 +240,7 @@ class MatryoshkaRetriever(BaseRetriever):
             "oversample": search.oversample,
             "full_vector": self.full_vector,
             "filter": search.filter,
+            **self._unsynced(),
         }
         native: Any = getattr(store, "atwo_stage_search", None)
         hits: list[list[Hit]]

@@ -211,6 +211,56 @@ def lacking_any(models: Any, names: Sequence[str]) -> Any | None:
                                  for n in names])  # fmt: skip
 
 
+def unsynced(models: Any, stage1: str, where: Any | None) -> Any:
+    """The points that match ``where`` (a payload filter, or None) and lack ``stage1``:
+    the second prefetch of a two-stage search (see :func:`two_stage_prefetches`)."""
+    return models.Filter(must=None if where is None else [where],
+                         must_not=[has_vector(models, stage1)])  # fmt: skip
+
+
+def two_stage_prefetches(
+    models: Any,
+    field: VectorField,
+    small: Any,
+    big: Any,
+    full: str,
+    k: int,
+    oversample: int,
+    where: Any | None,
+    using: Callable[[Any, str], dict[str, Any]],
+    lacking: bool = True,
+) -> list[Any]:
+    """The prefetches of a two-stage search, rescored together by the full vector.
+
+    1. ``k * oversample`` candidates on the small field ``field`` (the shortlist);
+    2. with ``lacking``: the ``k`` nearest by the full vector among the points that lack
+       ``field`` — written, or re-written (an upsert replaces all of a point's vectors),
+       after the migration and not synced yet. Every such point that belongs in the final
+       top ``k`` is among these ``k``, so a write is found by the next search, not after a
+       sync. The engine finds them by checking every point of the collection (a
+       ``must_not`` ``HasVector`` filter has no index to start from): on Qdrant Edge at 100k
+       points this scan cost more than the rest of the search (docs/benchmarks.md).
+
+    ``using(query, name)`` gives each client's spelling of the query on the field ``name``
+    (qdrant-client: ``query=``, ``using=``; Edge: ``query=Query.Nearest(..., using=)``).
+    """
+    shortlist = models.Prefetch(
+        limit=k * oversample, filter=where, params=shortlist_params(models, field),
+        **using(small, field.name),
+    )  # fmt: skip
+    if not lacking:
+        return [shortlist]
+    return [
+        shortlist,
+        models.Prefetch(limit=k, filter=unsynced(models, field.name, where), **using(big, full)),
+    ]
+
+
+def client_query(query: Any, name: str) -> dict[str, Any]:
+    """qdrant-client's spelling of a query on the field ``name`` (``""``: the default)."""
+    return {"query": query, "using": name or None}
+
+
 def langchain_layout(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     """CollectionInfo fields for a langchain-qdrant payload (``page_content``, ``metadata``)."""
     if payload and "page_content" in payload and "metadata" in payload:
@@ -793,12 +843,18 @@ class QdrantStore:
         oversample: int = 10,
         full_vector: str | None = None,
         filter: Filter | None = None,
+        unsynced: bool = True,
     ) -> list[list[Hit]]:
-        """``prefetch`` ``k * oversample`` on ``stage1``, then rescore by the full vector."""
+        """``prefetch`` ``k * oversample`` on ``stage1``, then rescore by the full vector.
+
+        ``unsynced``: a second prefetch finds the points that lack ``stage1`` by the full
+        vector (see :func:`two_stage_prefetches`); other clients write to the collection, so
+        it runs on every call.
+        """
         requests = self._two_stage_requests(
             self._search_fields(collection, stage1, full_vector), collection, queries, stage1,
             stage1_queries, k,
-            oversample, full_vector, filter,
+            oversample, full_vector, filter, unsynced,
         )  # fmt: skip
         return self._query(collection, requests)
 
@@ -812,13 +868,14 @@ class QdrantStore:
         oversample: int = 10,
         full_vector: str | None = None,
         filter: Filter | None = None,
+        unsynced: bool = True,
     ) -> list[list[Hit]]:
         """:meth:`two_stage_search` through ``AsyncQdrantClient`` (local mode: in a thread)."""
         client = self._aclient()
         if client is None:
             return await asyncio.to_thread(
                 self.two_stage_search, collection, queries, stage1, stage1_queries, k,
-                oversample, full_vector, filter,
+                oversample, full_vector, filter, unsynced,
             )  # fmt: skip
         if not await self._acall("list collections", lambda: client.collection_exists(collection)):
             raise collection_not_found(collection, self._collections())
@@ -827,7 +884,7 @@ class QdrantStore:
         )
         requests = self._two_stage_requests(
             fields_of(info.config.params), collection, queries, stage1, stage1_queries, k,
-            oversample, full_vector, filter,
+            oversample, full_vector, filter, unsynced,
         )  # fmt: skip
         responses = await self._acall(
             f"search '{collection}'", lambda: client.query_batch_points(collection, requests)
@@ -845,6 +902,7 @@ class QdrantStore:
         oversample: int,
         full_vector: str | None,
         filter: Filter | None,
+        unsynced: bool = True,
     ) -> list[Any]:
         models = self._models
         full = rerank_vector(collection, fields, full_vector, stage1, queries)
@@ -856,9 +914,9 @@ class QdrantStore:
         where = payload_filter(filter, models)
         return [
             models.QueryRequest(
-                prefetch=models.Prefetch(
-                    query=small, using=stage1 or None, limit=k * oversample, filter=where,
-                    params=shortlist_params(models, fields[stage1]),
+                prefetch=two_stage_prefetches(
+                    models, fields[stage1], small, big, full, k, oversample, where, client_query,
+                    unsynced,
                 ),
                 query=big,
                 using=full or None,

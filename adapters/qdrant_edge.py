@@ -40,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -62,8 +63,8 @@ from mrl_compress.adapters.qdrant import (
     read_names,
     rerank_vector,
     same_length,
-    shortlist_params,
     to_batch,
+    two_stage_prefetches,
     vector_rows,
 )
 from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
@@ -110,6 +111,15 @@ class EdgeStore:
         self._alias_table: dict[str, str] = {}
         self._alias_stamp: tuple[int, int, int] | None = None
         """(mtime_ns, inode, size) of aliases.json when last read; None: read it again."""
+        self._every: dict[str, dict[str, bool]] = {}
+        """Per open collection, field -> whether every point holds it (True) or some lack it
+        (False), as last counted and kept up to date by this store's own writes; a field not
+        listed is counted again (see :meth:`_may_lack`)."""
+        self._lock = threading.Lock()
+        self._writing = 0
+        """Upserts in flight that leave a field out."""
+        self._generation = 0
+        """Bumped when such an upsert starts and ends, and when ``_every`` is forgotten."""
 
     def refresh(self) -> None:
         """Forget what this store holds in memory: the collections' fields, the alias table
@@ -121,6 +131,7 @@ class EdgeStore:
             shard.flush()
             shard.close()
         self._shards.clear()
+        self._forget_fields()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -219,7 +230,69 @@ class EdgeStore:
             path = str(self._root / name)
             shard = self._call(f"open '{name}'", lambda: self._edge.EdgeShard.load(path))
             self._shards[name] = shard
+            self._forget_fields(name)  # another process may have written while it was closed
         return shard
+
+    # -- which points lack a field (two-stage search) ---------------------------------------
+
+    def _forget_fields(self, name: str | None = None) -> None:
+        """Count again which fields every point holds (of ``name``, or of every collection)."""
+        with self._lock:
+            self._generation += 1
+            if name is None:
+                self._every.clear()
+            else:
+                self._every.pop(name, None)
+
+    def _may_lack(self, name: str, field: str) -> bool:
+        """Whether some point of ``name`` may lack ``field`` (so a two-stage search needs its
+        second prefetch): known from this store's writes, else one exact count in the engine.
+
+        A shard's WAL is locked by the one store that opened it (a second ``EdgeStore`` on
+        the same directory, in this process or another, cannot open it), so its writes all
+        come through this store: an upsert that leaves ``field`` out marks it before writing
+        (a search that starts after the upsert returns sees the mark); ``write_outputs`` of
+        ``field`` and ``delete`` drop the mark, and the next search counts. A count is kept
+        only if no such upsert was in flight or started while it ran.
+        """
+        known = self._every.get(name, {}).get(field)
+        if known is not None:
+            return not known
+        with self._lock:
+            start, quiet = self._generation, self._writing == 0
+        edge = self._edge
+        shard = self._ready(name)
+        where = edge.Filter(must_not=[edge.HasVectorCondition(field)])
+        lacking = int(self._call(
+            f"count points of '{name}'",
+            lambda: shard.count(edge.CountRequest(exact=True, filter=where)),
+        ))  # fmt: skip
+        with self._lock:
+            if quiet and self._generation == start:
+                self._every.setdefault(name, {})[field] = lacking == 0
+        return lacking > 0
+
+    def _leaving_out(self, name: str, fields: Iterable[str]) -> None:
+        """An upsert is about to write points without ``fields``: mark them, before it writes."""
+        with self._lock:
+            self._writing += 1
+            self._generation += 1
+            known = self._every.setdefault(name, {})
+            for field in fields:
+                known[field] = False
+
+    def _written(self) -> None:
+        with self._lock:
+            self._writing -= 1
+            self._generation += 1
+
+    def _maybe_filled(self, name: str, fields: Iterable[str] | None) -> None:
+        """Points got ``fields`` (None: points were deleted): count again those marked lacking."""
+        with self._lock:
+            known = self._every.get(name, {})
+            for field in list(known) if fields is None else fields:
+                if known.get(field) is False:
+                    del known[field]
 
     def _shard(self, collection: str) -> Any:
         return self._open(self._resolve(collection))
@@ -246,6 +319,10 @@ class EdgeStore:
 
     def _point_vector(self, values: Vectors) -> list[Any]:
         return vector_rows(values, self._edge.SparseVector)
+
+    def _nearest(self, query: Any, name: str) -> dict[str, Any]:
+        """Edge's spelling of a query on the field ``name`` (see ``two_stage_prefetches``)."""
+        return {"query": self._edge.Query.Nearest(query, using=name)}
 
     def _distance(self, name: str | None) -> Any:
         table = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid", "manhattan": "Manhattan"}
@@ -410,6 +487,7 @@ class EdgeStore:
         self._shards[collection] = self._call(
             f"create '{collection}'", lambda: edge.EdgeShard.create(path, config)
         )
+        self._forget_fields(collection)
         if like is not None:
             self._copy_payload_indexes(like, collection)
 
@@ -433,6 +511,7 @@ class EdgeStore:
         name, fields = self._target(collection, fresh=True)
         todo = [output for output in outputs if needs_field(collection, fields, output)]
         self._configs.pop(name, None)  # re-read after the schema change
+        self._forget_fields(name)  # the points lack the new fields
         for output in todo:
             if output.kind == "sparse":
                 operation = edge.UpdateOperation.create_sparse_vector(output.name)
@@ -468,6 +547,7 @@ class EdgeStore:
         self._shards[target] = self._call(
             f"quantize vectors of '{target}'", lambda: edge.EdgeShard.load(path, config)
         )
+        self._forget_fields(target)
         self._dirty.add(target)
 
     # -- writing --------------------------------------------------------------------------
@@ -486,6 +566,8 @@ class EdgeStore:
         vectors: Mapping[str, Vectors],
         payloads: Sequence[dict[str, Any]] | None = None,
     ) -> None:
+        """Whole points: a field left out of ``vectors`` is absent from them afterwards (an
+        upsert replaces every vector of an existing point), until ``write_outputs``."""
         edge = self._edge
         rows = self._rows(collection, vectors)
         same_length(len(ids), *(len(r) for r in rows.values()), len(payloads or ids))
@@ -497,9 +579,18 @@ class EdgeStore:
             )
             for i, pid in enumerate(ids)
         ]
-        for start in range(0, len(points), WRITE_CHUNK):
-            chunk = points[start : start + WRITE_CHUNK]
-            self._update(collection, edge.UpdateOperation.upsert_points(chunk))
+        name, fields = self._target(collection, vectors)
+        left_out = [field for field in fields if field not in vectors] if ids else []
+        if left_out:
+            self._open(name)  # opening forgets the marks: open first, then mark
+            self._leaving_out(name, left_out)
+        try:
+            for start in range(0, len(points), WRITE_CHUNK):
+                chunk = points[start : start + WRITE_CHUNK]
+                self._update(collection, edge.UpdateOperation.upsert_points(chunk))
+        finally:
+            if left_out:
+                self._written()
 
     def write_outputs(
         self, collection: str, ids: Sequence[PointId], encoded: Mapping[str, Vectors]
@@ -516,6 +607,7 @@ class EdgeStore:
         for start in range(0, len(points), WRITE_CHUNK):
             chunk = points[start : start + WRITE_CHUNK]
             self._update(collection, edge.UpdateOperation.update_vectors(chunk))
+        self._maybe_filled(self._resolve(collection), names)
 
     # -- search ---------------------------------------------------------------------------
 
@@ -564,10 +656,15 @@ class EdgeStore:
         oversample: int = 10,
         full_vector: str | None = None,
         filter: Filter | None = None,
+        unsynced: bool = True,
     ) -> list[list[Hit]]:
         """One query per row: ``Prefetch`` ``k * oversample`` on ``stage1``, rescore by full.
 
         ``full_vector`` None: the dense field (besides ``stage1``) of the queries' size.
+        ``unsynced``: points that lack ``stage1`` are found by a second prefetch on the full
+        vector (``two_stage_prefetches``), sent only while some point may lack it
+        (:meth:`_may_lack`): when every point holds ``stage1`` the search costs what it did
+        before.
         """
         edge = self._edge
         want = (stage1,) if full_vector is None else (stage1, full_vector)
@@ -579,17 +676,14 @@ class EdgeStore:
         rerank = self._point_vector(check_queries(fields[full], queries))
         same_length(len(rerank), len(shortlist))
         where = payload_filter(filter, edge)
+        lacking = unsynced and self._may_lack(name, stage1)
         requests = [
             edge.QueryRequest(
                 limit=k,
-                prefetches=[
-                    edge.Prefetch(
-                        limit=k * oversample,
-                        query=edge.Query.Nearest(small, using=stage1),
-                        filter=where,
-                        params=shortlist_params(edge, fields[stage1]),
-                    )
-                ],
+                prefetches=two_stage_prefetches(
+                    edge, fields[stage1], small, big, full, k, oversample, where, self._nearest,
+                    lacking,
+                ),
                 query=edge.Query.Nearest(big, using=full),
                 filter=where,
                 with_payload=True,
@@ -610,6 +704,7 @@ class EdgeStore:
     def delete(self, collection: str, ids: Sequence[PointId]) -> None:
         if ids:
             self._update(collection, self._edge.UpdateOperation.delete_points(list(ids)))
+            self._maybe_filled(self._resolve(collection), None)  # perhaps the last lacking
         else:
             self._resolve(collection)  # NotFound for a missing collection
 
@@ -622,6 +717,7 @@ class EdgeStore:
             shard.close()
         self._dirty.discard(collection)
         self._configs.pop(collection, None)
+        self._forget_fields(collection)
         shutil.rmtree(self._root / collection)
         aliases = self._aliases()
         if collection in aliases.values():
@@ -634,6 +730,7 @@ class EdgeStore:
         self._shards.clear()
         self._dirty.clear()
         self._configs.clear()
+        self._forget_fields()
         self._alias_stamp = None
 
 

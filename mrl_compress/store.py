@@ -212,12 +212,15 @@ class VectorStore(Protocol):
         oversample: int = 10,
         full_vector: str | None = None,
         filter: Filter | None = None,
+        unsynced: bool = True,
     ) -> list[list[Hit]]:
         """Shortlist ``k * oversample`` on ``stage1``, rerank exactly on the full vector.
 
         Points that lack ``stage1`` (written after a migration and not synced yet) are still
         candidates, scored on the full vector in the same query, so no write is ever missing
-        from the results while it waits for :mod:`mrl_compress.sync`.
+        from the results while it waits for :mod:`mrl_compress.sync`. ``unsynced=False``
+        leaves them out (the shortlist alone), where finding them costs too much; a store
+        whose rows always hold every field may leave the argument out.
         """
         ...
 

@@ -54,6 +54,8 @@ T = TypeVar("T")
 
 IN_PLACE_SINCE = (1, 18)
 """First Qdrant server release with ``create_vector_name`` (adding a vector to a collection)."""
+ACORN_SINCE = (1, 16)
+"""First Qdrant server release with ACORN filtered search (``SearchParams.acorn``)."""
 TRIES = 3
 BACKOFF_S = (0.2, 0.6)
 WRITE_CHUNK = 256
@@ -229,6 +231,7 @@ def two_stage_prefetches(
     where: Any | None,
     using: Callable[[Any, str], dict[str, Any]],
     lacking: bool = True,
+    acorn: bool = True,
 ) -> list[Any]:
     """The prefetches of a two-stage search, rescored together by the full vector.
 
@@ -237,9 +240,14 @@ def two_stage_prefetches(
        ``field`` — written, or re-written (an upsert replaces all of a point's vectors),
        after the migration and not synced yet. Every such point that belongs in the final
        top ``k`` is among these ``k``, so a write is found by the next search, not after a
-       sync. The engine finds them by checking every point of the collection (a
-       ``must_not`` ``HasVector`` filter has no index to start from): on Qdrant Edge at 100k
-       points this scan cost more than the rest of the search (docs/benchmarks.md).
+       sync. How the engine searches them depends on how many there are (its estimate):
+       few (below its full-scan threshold, ~6,500 384-d vectors per segment), all of them
+       exactly, found by checking every point (a ``must_not`` ``HasVector`` filter has no
+       index to start from); more, the full vector's HNSW graph with the filter, which
+       found 0.16 of their true top 10 at 10 % of 100k points on Qdrant Edge — with
+       ``acorn`` (ACORN: the graph walked through neighbours' neighbours, Qdrant >= 1.16,
+       up to 40 % of the points) 0.98, and the two-stage recall@10 of an exact search of
+       them (docs/benchmarks.md, "Two-stage search with unsynced points").
 
     ``using(query, name)`` gives each client's spelling of the query on the field ``name``
     (qdrant-client: ``query=``, ``using=``; Edge: ``query=Query.Nearest(..., using=)``).
@@ -250,10 +258,12 @@ def two_stage_prefetches(
     )  # fmt: skip
     if not lacking:
         return [shortlist]
+    params = models.SearchParams(acorn=models.AcornSearchParams(enable=True)) if acorn else None
     return [
         shortlist,
-        models.Prefetch(limit=k, filter=unsynced(models, field.name, where), **using(big, full)),
-    ]
+        models.Prefetch(limit=k, filter=unsynced(models, field.name, where), params=params,
+                        **using(big, full)),
+    ]  # fmt: skip
 
 
 def client_query(query: Any, name: str) -> dict[str, Any]:
@@ -482,6 +492,9 @@ class QdrantStore:
         """Fields of the collections searched, so that a search costs one request, not four
         (list collections, list aliases, read the collection, query). See _search_fields."""
         self._version = parse_version(self._call("ask the version", lambda: client.info().version))
+        self._acorn = not self._local and self._version >= ACORN_SINCE
+        """ACORN for the unsynced points' prefetch: on a server that has it (local mode
+        searches exactly, and warns about search params it ignores)."""
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -916,7 +929,7 @@ class QdrantStore:
             models.QueryRequest(
                 prefetch=two_stage_prefetches(
                     models, fields[stage1], small, big, full, k, oversample, where, client_query,
-                    unsynced,
+                    unsynced, acorn=self._acorn,
                 ),
                 query=big,
                 using=full or None,

@@ -288,12 +288,14 @@ def test_edge_writes_after_an_in_place_migration(
         assert not store._may_lack("docs", "mrl_64")
         check_searches(retriever, contents, compressor, ADDED, REWRITTEN, DELETED)
 
-        # a write after that is found by the very next search
-        store.upsert("docs", [0], {"": d.vectors[ADDED[0]][None]}, [{"text": d.texts[ADDED[0]]}])
-        contents.write(0, ADDED[0])
+        # a write after that is found by the very next search (point 0 re-written with the
+        # text of a deleted document: no other point holds it)
+        row = DELETED[0]
+        store.upsert("docs", [0], {"": d.vectors[row][None]}, [{"text": d.texts[row]}])
+        contents.write(0, row)
         assert store._may_lack("docs", "mrl_64")
-        assert point_ids(retriever.invoke(d.texts[ADDED[0]], k=2)) == contents.brute_force(
-            d.vectors[ADDED[0]], 2)
+        found = point_ids(retriever.invoke(d.texts[row], k=3))
+        assert found[0] == 0 and found == contents.brute_force(d.vectors[row], 3)
     finally:
         store.close()
 

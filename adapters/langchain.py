@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
         "the LangChain retriever needs langchain-core: pip install 'mrl-compress[langchain]'"
     ) from None
 
+from mrl_compress.adapters.langchain_store import ID_KEY
 from mrl_compress.adapters.langchain_store import MatryoshkaVectorStore as MatryoshkaVectorStore
 
 METADATA_KEY = "_mrl"
@@ -201,6 +202,8 @@ class MatryoshkaRetriever(BaseRetriever):
         """What langchain-qdrant / langchain-milvus would return, plus ``METADATA_KEY``."""
         payload = dict(hit.payload)
         text = payload.pop(layout.text_key, "")
+        # MatryoshkaVectorStore keeps an id Qdrant cannot take (not an int or UUID) here
+        doc_id = payload.pop(ID_KEY, None)
         if layout.metadata_key is not None:
             metadata = dict(payload.get(layout.metadata_key) or {})
         elif layout.langchain == "milvus":
@@ -215,7 +218,8 @@ class MatryoshkaRetriever(BaseRetriever):
             "stage1": search.stage1,
             "oversample": search.oversample,
         }
-        return Document(id=str(hit.id), page_content=str(text), metadata=metadata)
+        return Document(id=str(hit.id if doc_id is None else doc_id), page_content=str(text),
+                        metadata=metadata)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any

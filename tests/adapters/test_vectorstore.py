@@ -286,6 +286,9 @@ def test_qdrant_ids_round_trip(edge: Any) -> None:
     found = vectorstore.get_by_ids(given)
     assert [d.id for d in found] == given and [d.page_content for d in found] == list("abcde")
     assert {d.id for d in vectorstore.similarity_search("b", k=5)} == set(given)
+    retrieved = vectorstore.as_retriever(k=5).invoke("b")  # the retriever gives them back too
+    assert {d.id for d in retrieved} == set(given)
+    assert all(ID_KEY not in d.metadata for d in retrieved)
     vectorstore.delete(["foo", hex_uuid])
     assert [d.id for d in vectorstore.get_by_ids(given)] == ["7", "007", given[4]]
 

@@ -23,7 +23,9 @@ What Milvus cannot do, and what this adapter does instead:
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,8 +34,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from mrl_compress import quantizers
 from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError, require
 from mrl_compress.outputs import Output, SparseBatch
+from mrl_compress.quantizers import Quantizer
 from mrl_compress.store import (
     Batch,
     CollectionInfo,
@@ -42,6 +46,8 @@ from mrl_compress.store import (
     PointId,
     VectorField,
     Vectors,
+    check_quantizer,
+    check_rescore,
     collection_not_found,
     reservoir_sample,
     vector_not_found,
@@ -69,6 +75,30 @@ _AUTO_ID_HORIZON = 1_000_000  # see MilvusStore._advance_auto_ids
 # and an id-filtered HNSW search missed rows there: FLAT keeps Lite exact (it is for
 # correctness, not speed). A server picks its own index for new fields.
 _LITE_INDEX, _SERVER_INDEX = "FLAT", "AUTOINDEX"
+# The quantizers of the scheme (mrl_compress.quantizers) as Milvus indexes (see _quantizer_index):
+# float32 -> the adapter's default index above; int8 -> HNSW_SQ (sq_type SQ8); float32@ivf ->
+# IVF_FLAT; int8@ivf -> IVF_SQ8; pqN -> HNSW_PQ, pqN@ivf -> IVF_PQ (m = 4 * dim / N sub-vectors
+# of 8 bits); binary1@ivf -> IVF_RABITQ.
+#
+# Milvus Lite 3.2.2 (probed here, 3,000 MiniLM rows, 100 queries): HNSW_SQ, IVF_FLAT and
+# IVF_SQ8 build and search with their codes (recall@10 0.94-0.98, 0.60-0.74 at nprobe 4-10);
+# IVF_PQ ("reserved for a future phase"), HNSW_PQ and IVF_RABITQ ("unknown index_type") fail
+# to build, yet the index stays recorded, describe_index still says state "Finished" with
+# every row indexed, and search answers by brute force (recall 1.0). Its HNSW_SQ is always
+# 8-bit (sq_type is ignored) and has no refine (the same recall with refine=True). So on Lite
+# only the four below are offered; the failure is also caught where it shows: Lite builds an
+# index only over flushed rows (its memtable, up to 128 MB, is searched by brute force
+# whatever the index), so set_quantizer flushes first and Lite's create_index then raises
+# for a type it cannot build; the old index is put back (see set_quantizer). A server offers
+# every mapping (untested here: no server).
+_LITE_QUANTIZERS = ("float32", "int8", "float32@ivf", "int8@ivf")
+_SERVER_QUANTIZERS = (
+    "float32", "int8", "float32@ivf", "int8@ivf",
+    *(f"pq{r}" for r in quantizers.PQ_RATIOS), *(f"pq{r}@ivf" for r in quantizers.PQ_RATIOS),
+    "binary1@ivf",
+)  # fmt: skip
+_HNSW_BUILD = {"M": 16, "efConstruction": 200}
+_NLIST = 128
 
 
 @dataclass
@@ -329,6 +359,10 @@ class MilvusStore:
     def add_outputs(
         self, collection: str, outputs: Sequence[Output], quantize: str | None = None
     ) -> None:
+        """Milvus adds no field in place: StoreError (migration copies instead), after
+        ``quantize`` was checked against :meth:`quantizers`; fields that exist already pass
+        (their index is left as it is: :meth:`set_quantizer` changes it)."""
+        self._quantizer(quantize)
         schema = self._schema(collection)
         missing = []
         for out in outputs:
@@ -345,6 +379,86 @@ class MilvusStore:
                 f"'{collection}'): migration copies the points into a new collection with the "
                 "new fields and swaps an alias to it"
             )
+
+    # ── quantizers ───────────────────────────────────────────────────────────────────────
+
+    def quantizers(self) -> list[str]:
+        """Milvus Lite: float32, int8 (HNSW_SQ), float32@ivf (IVF_FLAT), int8@ivf (IVF_SQ8),
+        what Lite 3.2.2 really builds and searches with (see ``_LITE_QUANTIZERS``; float32
+        alone without faiss-cpu, which its indexes need). A server: every mapping, also
+        pqN (HNSW_PQ), pqN@ivf (IVF_PQ) and binary1@ivf (IVF_RABITQ), untested here."""
+        if not self._lite:
+            return list(_SERVER_QUANTIZERS)
+        if importlib.util.find_spec("faiss") is None:
+            return ["float32"]
+        return list(_LITE_QUANTIZERS)
+
+    def _quantizer(self, name: str | None) -> Quantizer:
+        engine = "Milvus Lite" if self._lite else "Milvus"
+        return check_quantizer(name, engine, self.quantizers())
+
+    def set_quantizer(self, collection: str, vector: str, quantize: str | None) -> None:
+        """Replace the index of the dense field ``vector`` by the quantizer's index (None or
+        float32: the adapter's default, FLAT on Lite, AUTOINDEX on a server); rows and their
+        float vectors stay (Milvus keeps them beside any index).
+
+        Flush (Lite indexes only flushed rows), release, drop the field's index, create the
+        new one, load. A build that fails (on Lite ``create_index`` raises for a type it
+        cannot build; a server reports state ``Failed``) puts the old index back and raises
+        StoreError: a failed build would otherwise leave the new type recorded and searched
+        by brute force.
+        """
+        wanted = self._quantizer(quantize)
+        schema = self._schema(collection, fresh=True)
+        vf = self._field(schema, vector)
+        if vf.kind != "dense":
+            raise InvalidInput(f"vector '{vector}' of '{collection}' is sparse: only dense "
+                               "vectors have a quantizer")
+        index = (self._new_index(vf) if wanted.name == "float32"
+                 else _quantizer_index(wanted, vf, schema.metric(vector)))  # fmt: skip
+        if (vf.quantization or "float32") == wanted.name:
+            return
+        real = str(schema.raw["collection_name"])
+        old = schema.indexes.get(vector)
+        self._call(f"flush '{collection}'", self._client.flush, real)
+        try:
+            self._rebuild(real, vector, old, index)
+        except StoreError as failed:
+            if old is not None:
+                self._rebuild(real, vector, None, _index_args(old, vf), name=old["index_name"])
+            raise StoreError(
+                f"Milvus could not build {index['index_type']} for '{vector}' of "
+                f"'{collection}' ({failed}); its index is "
+                f"{(old or {}).get('index_type', 'none')} again"
+            ) from None
+        finally:
+            self._schemas.pop(collection, None)
+            self._schemas.pop(real, None)
+
+    def _rebuild(self, collection: str, vector: str, old: Mapping[str, Any] | None,
+                 index: Mapping[str, Any], name: str | None = None) -> None:
+        """Release, drop ``vector``'s index (``old``), create ``index``, load; StoreError if
+        the build failed."""
+        what = f"index '{vector}' of '{collection}'"
+        self._call(what, self._client.release_collection, collection)
+        name = name or (str(old["index_name"]) if old else vector)
+        if vector in {str(i.get("field_name")) for i in self._indexes(collection)}:
+            found = next(i for i in self._indexes(collection)
+                         if str(i.get("field_name")) == vector)  # fmt: skip
+            self._call(what, self._client.drop_index, collection, str(found["index_name"]))
+        params = self._client.prepare_index_params()
+        params.add_index(vector, index_name=name, **index)
+        # Lite: pymilvus's wait for the build asks for AllocTimestamp, which Lite lacks
+        self._call(what, self._client.create_index, collection, params, sync=not self._lite)
+        self._call(what, self._client.load_collection, collection)
+        built = self._call(what, self._client.describe_index, collection, name)
+        reason = built.get("index_state_fail_reason")
+        if str(built.get("state", "")).lower().endswith("failed") or reason:
+            raise StoreError(f"the build failed: {reason or built.get('state')}")
+
+    def _indexes(self, collection: str) -> list[dict[str, Any]]:
+        return [self._call("describe an index", self._client.describe_index, collection, n)
+                for n in self._call("list indexes", self._client.list_indexes, collection)]
 
     # ── writing ──────────────────────────────────────────────────────────────────────────
 
@@ -398,9 +512,24 @@ class MilvusStore:
         queries: Vectors,
         k: int,
         filter: Filter | None = None,
+        rescore: float | None = None,
     ) -> list[list[Hit]]:
+        """``rescore`` on a quantized field: Milvus Lite has no rescoring by the float
+        vectors (its HNSW_SQ ignores ``refine``), and a server's ``refine`` keeps a second
+        copy of the vectors in the index, which this adapter does not build; so the
+        ``k * rescore`` best by the codes come back with their stored float vectors and are
+        rescored here exactly (COSINE and IP fields), as :meth:`two_stage_search` reranks."""
         schema = self._schema(collection)
-        results = self._ann(schema, vector, queries, k, filter, schema.payload_fields)
+        x = check_rescore(rescore)
+        vf = self._field(schema, vector)
+        if x is not None and vf.kind == "dense" and vf.quantization is not None:
+            matrix = _as_matrix(queries)  # type: ignore[arg-type]
+            fetched = self._ann(schema, vector, matrix, math.ceil(k * x), filter,
+                                schema.payload_fields + [vector])  # fmt: skip
+            results = [_rescored(q, hits, vf, schema.metric(vector), k)
+                       for q, hits in zip(matrix, fetched, strict=True)]  # fmt: skip
+        else:
+            results = self._ann(schema, vector, queries, k, filter, schema.payload_fields)
         return [
             [Hit(r[schema.pk], float(r["distance"]), _payload(r["entity"], schema)) for r in hits]
             for hits in results
@@ -417,11 +546,14 @@ class MilvusStore:
         full_vector: str | None = None,
         filter: Filter | None = None,
         unsynced: bool = True,
+        rescore: float | None = None,
     ) -> list[list[Hit]]:
         """Shortlist on ``stage1`` in Milvus, rerank by cosine on the full vectors with numpy.
 
         Every row holds ``stage1`` (the fields are required: ``rows_need_every_field``), so
-        no point waits for a sync and ``unsynced`` changes nothing.
+        no point waits for a sync and ``unsynced`` changes nothing. ``rescore`` on a
+        quantized ``stage1``: the ``k * oversample * rescore`` best by its codes, the
+        shortlist the best of those by its float vectors (on the client, see :meth:`search`).
 
         The shortlist brings its full vectors back as output fields of the stage-1 search.
         Measured on Milvus Lite 3.2.2 here (2,000 × 384 MiniLM rows, 64-d stage 1, k=10,
@@ -433,13 +565,24 @@ class MilvusStore:
         queries = _as_matrix(queries)
         full = self._full_field(schema, stage1, queries.shape[1], full_vector)
         limit = max(k, k * oversample)
+        x = check_rescore(rescore)
+        small = self._field(schema, stage1)
+        refine = x is not None and small.kind == "dense" and small.quantization is not None
+        outputs = schema.payload_fields + [full.name]
+        if refine and stage1 != full.name:
+            outputs.append(stage1)
         shortlists = self._ann(
-            schema, stage1, stage1_queries, limit, filter, schema.payload_fields + [full.name]
-        )
+            schema, stage1, stage1_queries, math.ceil(limit * x) if refine and x else limit,
+            filter, outputs,
+        )  # fmt: skip
         if len(shortlists) != len(queries):
             raise InvalidInput(
                 f"got {len(queries)} full queries but {len(shortlists)} stage-1 queries"
             )
+        if refine:
+            rows = _as_matrix(stage1_queries)  # type: ignore[arg-type]
+            shortlists = [_rescored(q, hits, small, schema.metric(stage1), limit)
+                          for q, hits in zip(rows, shortlists, strict=True)]  # fmt: skip
         return [
             _rerank(query, hits, full, schema, k)
             for query, hits in zip(_normalise(queries), shortlists, strict=True)
@@ -802,10 +945,12 @@ def _parse_schema(
         elif kind == _SPARSE_TYPE:
             vectors[f["name"]] = VectorField(f["name"], "sparse", None, None)
         elif kind in _DENSE_TYPES or kind == "BINARY_VECTOR":
-            metric = str(indexes.get(f["name"], {}).get("metric_type") or "")
+            index = indexes.get(f["name"], {})
+            metric = str(index.get("metric_type") or "")
+            dim = int(f["params"]["dim"])
             vectors[f["name"]] = VectorField(
-                f["name"], "dense", int(f["params"]["dim"]),
-                _METRIC_TO_DISTANCE.get(metric, metric.lower() or None),
+                f["name"], "dense", dim, _METRIC_TO_DISTANCE.get(metric, metric.lower() or None),
+                _quantization_of(index, dim) if kind == "FLOAT_VECTOR" else None,
             )  # fmt: skip
         elif not f.get("is_dynamic"):
             scalars.append(f["name"])
@@ -878,6 +1023,71 @@ def _same_field(have: VectorField, want: VectorField, collection: str) -> None:
             f"vector '{want.name}' of '{collection}' is {size}, not {wanted}: "
             "pick another output name or drop the field's collection"
         )
+
+
+def _quantization_of(index: Mapping[str, Any], dim: int) -> str | None:
+    """The scheme's name of a field's index (``describe_index``), None for float32 (FLAT,
+    HNSW, AUTOINDEX, ...) and for indexes the scheme has no name for (HNSW_SQ with sq_type
+    SQ4/SQ6/FP16/BF16, other PQ bit widths). Lite reports no build parameters: its HNSW_SQ
+    is 8-bit whatever it was asked."""
+    kind = str(index.get("index_type") or "").upper()
+    simple = {"IVF_FLAT": "float32@ivf", "IVF_SQ8": "int8@ivf", "IVF_RABITQ": "binary1@ivf"}
+    if kind in simple:
+        return simple[kind]
+    if kind == "HNSW_SQ":
+        return "int8" if str(index.get("sq_type") or "SQ8").upper() == "SQ8" else None
+    if kind in ("HNSW_PQ", "IVF_PQ"):
+        m, nbits = int(index.get("m") or 0), int(index.get("nbits") or 8)
+        ratio = 32 * dim / (m * nbits) if m else 0
+        if ratio in quantizers.PQ_RATIOS:
+            return f"pq{int(ratio)}" + ("@ivf" if kind == "IVF_PQ" else "")
+    return None
+
+
+def _quantizer_index(q: Quantizer, vf: VectorField, metric: str) -> dict[str, Any]:
+    """``add_index`` arguments of the quantizer ``q`` on the dense field ``vf`` (not
+    float32, which is the adapter's default index); InvalidInput when PQ's sub-vectors do
+    not divide the field's dimension."""
+    params: dict[str, Any]
+    if q.family == "int8":
+        kind, params = (("IVF_SQ8", {"nlist": _NLIST}) if q.index == "ivf"
+                        else ("HNSW_SQ", {**_HNSW_BUILD, "sq_type": "SQ8"}))  # fmt: skip
+    elif q.family == "float32":
+        kind, params = "IVF_FLAT", {"nlist": _NLIST}
+    elif q.family == "binary":
+        kind, params = "IVF_RABITQ", {"nlist": _NLIST}
+    else:
+        dim = int(vf.size or 0)
+        m = dim * q.bits / 8  # bytes of the code = sub-vectors of 8 bits
+        if m != int(m) or not m or dim % int(m):
+            raise InvalidInput(f"quantizer '{q.name}' needs {dim * q.bits / 8:g} PQ "
+                               f"sub-vectors of '{vf.name}' ({dim}-d), which do not divide it: "
+                               "pick another ratio")
+        build = {"m": int(m), "nbits": 8}
+        kind, params = (("IVF_PQ", {"nlist": _NLIST, **build}) if q.index == "ivf"
+                        else ("HNSW_PQ", {**_HNSW_BUILD, **build}))  # fmt: skip
+    return {"index_type": kind, "metric_type": metric, "params": params}
+
+
+def _exact(query: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Scores as Milvus gives them for ``metric`` (COSINE, IP), computed from the floats."""
+    if metric == "COSINE":
+        return np.asarray(_normalise(vectors) @ _normalise(query[None, :])[0])
+    if metric == "IP":
+        return np.asarray(vectors @ query)
+    raise InvalidInput(f"rescore on Milvus scores on the client for COSINE and IP fields, not "
+                       f"{metric}: pass rescore=None")
+
+
+def _rescored(query: np.ndarray, hits: list[dict[str, Any]], vf: VectorField, metric: str,
+              keep: int) -> list[dict[str, Any]]:
+    """The ``keep`` best of ``hits`` by the float vectors of ``vf`` (fetched with them), each
+    hit's ``distance`` replaced by that exact score."""
+    if not hits:
+        return []
+    scores = _exact(query, _dense_matrix([h["entity"][vf.name] for h in hits], vf), metric)
+    order = np.argsort(-scores, kind="stable")[:keep]
+    return [{**hits[i], "distance": float(scores[i])} for i in order]
 
 
 # ── values ───────────────────────────────────────────────────────────────────────────────

@@ -35,8 +35,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from mrl_compress import quantizers
 from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
 from mrl_compress.outputs import Output, SparseBatch
+from mrl_compress.quantizers import Quantizer
 from mrl_compress.store import (
     Batch,
     CollectionInfo,
@@ -45,6 +47,8 @@ from mrl_compress.store import (
     PointId,
     VectorField,
     Vectors,
+    check_quantizer,
+    check_rescore,
     collection_not_found,
     reservoir_sample,
     vector_not_found,
@@ -59,7 +63,15 @@ ACORN_SINCE = (1, 16)
 TRIES = 3
 BACKOFF_S = (0.2, 0.6)
 WRITE_CHUNK = 256
-QUANTIZE = (None, "int8", "binary")
+TURBO_SINCE = (1, 18)
+"""First Qdrant server release with TurboQuant."""
+BINARY_ENCODINGS_SINCE = (1, 15)
+"""First Qdrant server release with 1.5- and 2-bit binary codes and scalar query encodings."""
+TURBO_BITS = {1.0: "bits1", 1.5: "bits1_5", 2.0: "bits2", 4.0: "bits4", 8.0: "bits8"}
+BINARY_BITS = {1.0: "one_bit", 1.5: "one_and_half_bits", 2.0: "two_bits"}
+QUERY_ENCODINGS = {"q8": "scalar8bits", "q4": "scalar4bits"}
+"""The scheme's spellings -> the values of Qdrant's enums (qdrant-client's ``.value`` and the
+strings of Edge's ``edge_config.json`` alike)."""
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers, shared with the Edge adapter (both speak Qdrant's data model).
@@ -231,6 +243,7 @@ def two_stage_prefetches(
     where: Any | None,
     using: Callable[[Any, str], dict[str, Any]],
     lacking: bool = True,
+    rescore: float | None = None,
     acorn: bool = True,
 ) -> list[Any]:
     """The prefetches of a two-stage search, rescored together by the full vector.
@@ -251,9 +264,10 @@ def two_stage_prefetches(
 
     ``using(query, name)`` gives each client's spelling of the query on the field ``name``
     (qdrant-client: ``query=``, ``using=``; Edge: ``query=Query.Nearest(..., using=)``).
+    ``rescore``: how a quantized ``field`` scores the shortlist (:func:`shortlist_params`).
     """
     shortlist = models.Prefetch(
-        limit=k * oversample, filter=where, params=shortlist_params(models, field),
+        limit=k * oversample, filter=where, params=shortlist_params(models, field, rescore),
         **using(small, field.name),
     )  # fmt: skip
     if not lacking:
@@ -293,40 +307,139 @@ def needs_field(collection: str, fields: Mapping[str, VectorField], output: Outp
     )
 
 
-def shortlist_params(models: Any, field: VectorField) -> Any | None:
-    """Search params of a stage-1 prefetch on ``field``: no re-scoring of an int8 shortlist.
+def shortlist_params(models: Any, field: VectorField, rescore: float | None = None) -> Any | None:
+    """Search params of a search (or a stage-1 prefetch) on ``field``: how a quantized
+    field's candidates are scored (:meth:`mrl_compress.store.VectorStore.search`).
 
-    With quantization the engine re-scores each segment's candidates by the field's float
-    vectors. With the default oversampling (1) that only reorders a segment's shortlist
-    (segments' shortlists are then merged by the scores they have), and stage 2 re-scores
-    the shortlist by the full vector anyway. Skipping it for int8: Edge at 1M, mrl_128 x5,
-    +7-8 % q/s at the same recall@10 in two runs (docs/benchmarks.md). Binary scores are too
-    coarse to merge segments by without a measurement: binary keeps the default. The HNSW
-    beam stays the engine's (100): a beam as narrow as a 50-point shortlist was 1.24x faster
-    at 1M but lost a tenth of full search's recall@10 (docs/benchmarks.md, fifth session).
+    ``rescore`` None: by the codes alone, no re-scoring by the field's float vectors. For a
+    stage-1 shortlist that re-scoring only reorders each segment's candidates with the
+    default oversampling (1), and stage 2 re-scores the shortlist by the full vector anyway;
+    skipping it for int8: Edge at 1M, mrl_128 x5, +7-8 % q/s at the same recall@10 in two
+    runs (docs/benchmarks.md). (Edge 0.9 scored by the codes alone when no params were sent
+    too: same recall@10 with and without ``rescore=False`` for every quantizer, 3k and 8k
+    points.) A number ``x``: the ``limit * x`` best by the codes, re-scored by the float
+    vectors (``rescore=True, oversampling=x``). Unquantized and sparse fields: None, the
+    engine's defaults. The HNSW beam stays the engine's (100): a beam as narrow as a
+    50-point shortlist was 1.24x faster at 1M but lost a tenth of full search's recall@10
+    (docs/benchmarks.md, fifth session).
     """
-    if field.kind != "dense" or field.quantization != "int8":
+    if field.kind != "dense" or field.quantization is None:
         return None
-    return models.SearchParams(quantization=models.QuantizationSearchParams(rescore=False))
+    x = check_rescore(rescore)
+    codes = (models.QuantizationSearchParams(rescore=False) if x is None
+             else models.QuantizationSearchParams(rescore=True, oversampling=x))  # fmt: skip
+    return models.SearchParams(quantization=codes)
 
 
 def quantization_of(config: Any) -> str | None:
-    """"int8", "binary" or None, from a vector's quantization config (an object of either
-    client's models, or the dict of Edge's edge_config.json)."""
+    """The scheme's name (:mod:`mrl_compress.quantizers`) of a vector's quantization config:
+    an object of qdrant-client's models, or the dict of Edge's ``edge_config.json``; None
+    without one.
+
+    scalar -> ``int8``; binary (encoding, query_encoding) -> ``binary1``/``1.5``/``2``
+    with ``-q8``/``-q4`` for scalar query encodings (``binary``/``default``: as the codes);
+    turbo (bits) -> ``turbo1`` ... ``turbo8``, no bits -> ``turbo4`` (Edge 0.9: the same
+    recall@10 as ``bits4``, 0.946 at 3k points, 0.942/0.941 at 8k); product (compression
+    ``xN``) -> ``pqN``. A value this release does not know gives None.
+    """
     if config is None:
         return None
-    if isinstance(config, dict):
-        scalar, binary = config.get("scalar"), config.get("binary")
-    else:
-        scalar, binary = getattr(config, "scalar", None), getattr(config, "binary", None)
+
+    def part(obj: Any, key: str) -> Any:
+        value = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+        return None if value is None else getattr(value, "value", value)
+
+    scalar, binary, turbo, product = (part(config, key)
+                                      for key in ("scalar", "binary", "turbo", "product"))
+    name: str | None = None
     if scalar is not None:
-        return "int8"
-    return "binary" if binary is not None else None
+        name = "int8"
+    elif binary is not None:
+        bits = _key_of(BINARY_BITS, part(binary, "encoding") or "one_bit")
+        query = _key_of(QUERY_ENCODINGS, part(binary, "query_encoding"))
+        if bits is not None:
+            name = f"binary{bits:g}" + (f"-{query}" if query else "")
+    elif turbo is not None:
+        bits = _key_of(TURBO_BITS, part(turbo, "bits") or "bits4")
+        name = None if bits is None else f"turbo{bits:g}"
+    elif product is not None:
+        ratio = str(part(product, "compression") or "").lower().lstrip("x")
+        name = f"pq{ratio}"
+    try:
+        return None if name is None else quantizers.parse(name).name
+    except InvalidInput:
+        return None
 
 
-def check_quantize(quantize: str | None) -> None:
-    if quantize not in QUANTIZE:
-        raise InvalidInput(f"quantize must be 'int8', 'binary' or None, not {quantize!r}")
+def _key_of(table: Mapping[Any, str], value: Any) -> Any | None:
+    wanted = None if value is None else str(value).lower()
+    return next((key for key, v in table.items() if v == wanted), None)
+
+
+def offered(engine: Any, version: tuple[int, ...] | None = None) -> list[str]:
+    """The names of :func:`mrl_compress.quantizers.names` that ``engine`` (``qdrant_edge``
+    or ``qdrant_client.models``) exposes, and a server at ``version`` runs (None: Edge,
+    whose engine is the installed package itself)."""
+    edge = getattr(engine, "__name__", "") == "qdrant_edge"
+
+    def has(enum: str, value: str) -> bool:
+        found = getattr(engine, enum, None)
+        if found is None:
+            return False
+        if edge:  # Edge's enums: attributes named Bits1_5, OneAndHalfBits, Scalar8Bits, X16
+            return edge_enum_name(value) in dir(found)
+        return value in {member.value for member in found}
+
+    def old(since: tuple[int, ...]) -> bool:
+        return version is not None and version < since
+
+    out = []
+    for name in quantizers.names():
+        q = quantizers.parse(name)
+        if q.family == "turbo":
+            ok = not old(TURBO_SINCE) and has("TurboQuantBitSize", TURBO_BITS[q.bits])
+        elif q.family == "binary":
+            plain = q.bits == 1 and q.query is None
+            ok = (plain or not old(BINARY_ENCODINGS_SINCE)) and (
+                plain or (has("BinaryQuantizationEncoding", BINARY_BITS[q.bits]) and (
+                    q.query is None
+                    or has("BinaryQuantizationQueryEncoding", QUERY_ENCODINGS[q.query]))))
+        elif q.family == "pq":
+            ok = has("CompressionRatio", f"x{round(32 / q.bits)}")
+        else:
+            ok = True
+        if ok:
+            out.append(name)
+    return out
+
+
+def edge_enum_name(value: str) -> str:
+    """An enum value's attribute name in qdrant_edge: ``bits1_5`` -> ``Bits1_5``,
+    ``one_and_half_bits`` -> ``OneAndHalfBits``, ``scalar8bits`` -> ``Scalar8Bits``."""
+    special = {"one_bit": "OneBit", "one_and_half_bits": "OneAndHalfBits",
+               "two_bits": "TwoBits", "scalar8bits": "Scalar8Bits", "scalar4bits": "Scalar4Bits"}
+    return special.get(value, value[:1].upper() + value[1:])
+
+
+def client_quantization(models: Any, q: Quantizer) -> Any | None:
+    """qdrant-client's ``quantization_config`` for ``q`` (None for float32), codes in RAM."""
+    if q.family == "float32":
+        return None
+    if q.family == "int8":
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, always_ram=True))  # fmt: skip
+    if q.family == "binary":
+        encoding = None if q.bits == 1 else models.BinaryQuantizationEncoding(BINARY_BITS[q.bits])
+        query = (None if q.query is None
+                 else models.BinaryQuantizationQueryEncoding(QUERY_ENCODINGS[q.query]))
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(
+            always_ram=True, encoding=encoding, query_encoding=query))  # fmt: skip
+    if q.family == "turbo":
+        return models.TurboQuantization(turbo=models.TurboQuantQuantizationConfig(
+            always_ram=True, bits=models.TurboQuantBitSize(TURBO_BITS[q.bits])))  # fmt: skip
+    ratio = models.CompressionRatio(f"x{round(32 / q.bits)}")
+    return models.ProductQuantization(product=models.ProductQuantizationConfig(
+        always_ram=True, compression=ratio))  # fmt: skip
 
 
 def vector_of(stored: Any, name: str) -> Any:
@@ -721,20 +834,50 @@ class QdrantStore:
     ) -> None:
         """One named vector per output via ``create_vector_name`` (server >= 1.18, local).
 
-        ``quantize`` sets scalar int8 or binary quantization on the new dense vectors
-        (https://qdrant.tech/documentation/guides/quantization/). qdrant-client local mode
-        keeps no quantization: there it is accepted and has no effect.
+        ``quantize`` (a name of :meth:`quantizers`) sets the quantizer of the new dense
+        vectors (https://qdrant.tech/documentation/manage-data/quantization/); qdrant-client
+        local mode keeps no quantization, so there anything but float32 is refused.
         """
         self._searched.clear()
-        check_quantize(quantize)
+        wanted = self._quantizer(quantize)
         fields = self._fields(collection)
         todo = [output for output in outputs if needs_field(collection, fields, output)]
         if todo:
             self._check_in_place()
         for output in todo:
             self._create_vector(collection, output)
-            if quantize and output.kind == "dense" and not self._local:
-                self._quantize(collection, output.name, quantize)
+            if wanted.family != "float32" and output.kind == "dense":
+                self._quantize(collection, output.name, wanted)
+
+    def quantizers(self) -> list[str]:
+        """Local mode: ``float32`` only (it keeps no quantization). A server: every name of
+        the scheme that the installed qdrant-client models and the server's version have
+        (TurboQuant from 1.18, 1.5/2-bit binary codes and scalar query encodings from 1.15);
+        not run against a server here."""
+        if self._local:
+            return ["float32"]
+        return offered(self._models, self._version)
+
+    def _quantizer(self, name: str | None) -> Quantizer:
+        engine = ("qdrant-client local mode (it keeps no quantization)" if self._local
+                  else f"Qdrant {'.'.join(map(str, self._version))} at {self._where}")  # fmt: skip
+        return check_quantizer(name, engine, self.quantizers())
+
+    def set_quantizer(self, collection: str, vector: str, quantize: str | None) -> None:
+        """``update_collection`` with the vector's new ``quantization_config`` (``Disabled``
+        to remove it); the server keeps the vectors and rebuilds the codes in its optimizer
+        (untested here: no server). Local mode: only float32, which changes nothing."""
+        wanted = self._quantizer(quantize)
+        field = field_of(collection, self._fields(collection), vector)
+        if field.kind != "dense":
+            raise InvalidInput(f"vector '{vector}' of '{collection}' is sparse: only dense "
+                               "vectors have a quantizer")
+        self._searched.clear()
+        have = field.quantization or "float32"
+        if self._local or have == wanted.name:
+            return
+        name = self._aliases().get(collection, collection)
+        self._quantize(name, vector, wanted)
 
     def _create_vector(self, collection: str, output: Output) -> None:
         models = self._models
@@ -751,15 +894,9 @@ class QdrantStore:
             lambda: self._client.create_vector_name(collection, output.name, config),
         )
 
-    def _quantize(self, collection: str, name: str, quantize: str) -> None:
+    def _quantize(self, collection: str, name: str, quantize: Quantizer) -> None:
         models = self._models
-        config: Any = (
-            models.ScalarQuantization(
-                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
-            )
-            if quantize == "int8"
-            else models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
-        )
+        config = client_quantization(models, quantize) or models.Disabled.DISABLED
         diff = {name: models.VectorParamsDiff(quantization_config=config)}
         self._call(
             f"quantize vector '{name}'",
@@ -834,13 +971,17 @@ class QdrantStore:
         queries: Vectors,
         k: int,
         filter: Filter | None = None,
+        rescore: float | None = None,
     ) -> list[list[Hit]]:
+        """``rescore``: see :func:`shortlist_params` (the field's quantization as last read)."""
         field = field_of(collection, self._search_fields(collection, vector), vector)
         rows = self._point_vector(check_queries(field, queries))
         where = payload_filter(filter, self._models)
+        params = shortlist_params(self._models, field, rescore)
         requests = [
             self._models.QueryRequest(
-                query=row, using=vector or None, limit=k, filter=where, with_payload=True
+                query=row, using=vector or None, limit=k, filter=where, with_payload=True,
+                params=params,
             )
             for row in rows
         ]
@@ -857,17 +998,19 @@ class QdrantStore:
         full_vector: str | None = None,
         filter: Filter | None = None,
         unsynced: bool = True,
+        rescore: float | None = None,
     ) -> list[list[Hit]]:
         """``prefetch`` ``k * oversample`` on ``stage1``, then rescore by the full vector.
 
         ``unsynced``: a second prefetch finds the points that lack ``stage1`` by the full
         vector (see :func:`two_stage_prefetches`); other clients write to the collection, so
-        it runs on every call.
+        it runs on every call. ``rescore``: how a quantized ``stage1`` scores the shortlist
+        (:func:`shortlist_params`).
         """
         requests = self._two_stage_requests(
             self._search_fields(collection, stage1, full_vector), collection, queries, stage1,
             stage1_queries, k,
-            oversample, full_vector, filter, unsynced,
+            oversample, full_vector, filter, unsynced, rescore,
         )  # fmt: skip
         return self._query(collection, requests)
 
@@ -882,13 +1025,14 @@ class QdrantStore:
         full_vector: str | None = None,
         filter: Filter | None = None,
         unsynced: bool = True,
+        rescore: float | None = None,
     ) -> list[list[Hit]]:
         """:meth:`two_stage_search` through ``AsyncQdrantClient`` (local mode: in a thread)."""
         client = self._aclient()
         if client is None:
             return await asyncio.to_thread(
                 self.two_stage_search, collection, queries, stage1, stage1_queries, k,
-                oversample, full_vector, filter, unsynced,
+                oversample, full_vector, filter, unsynced, rescore,
             )  # fmt: skip
         if not await self._acall("list collections", lambda: client.collection_exists(collection)):
             raise collection_not_found(collection, self._collections())
@@ -897,7 +1041,7 @@ class QdrantStore:
         )
         requests = self._two_stage_requests(
             fields_of(info.config.params), collection, queries, stage1, stage1_queries, k,
-            oversample, full_vector, filter, unsynced,
+            oversample, full_vector, filter, unsynced, rescore,
         )  # fmt: skip
         responses = await self._acall(
             f"search '{collection}'", lambda: client.query_batch_points(collection, requests)
@@ -916,6 +1060,7 @@ class QdrantStore:
         full_vector: str | None,
         filter: Filter | None,
         unsynced: bool = True,
+        rescore: float | None = None,
     ) -> list[Any]:
         models = self._models
         full = rerank_vector(collection, fields, full_vector, stage1, queries)
@@ -929,7 +1074,7 @@ class QdrantStore:
             models.QueryRequest(
                 prefetch=two_stage_prefetches(
                     models, fields[stage1], small, big, full, k, oversample, where, client_query,
-                    unsynced, acorn=self._acorn,
+                    unsynced, rescore, acorn=self._acorn,
                 ),
                 query=big,
                 using=full or None,

@@ -31,10 +31,14 @@ class Output:
     nonzeros: int | None = None
 
     def bytes_per_vector(self, quantize: str | None = None) -> float:
-        """Bytes one vector takes as stored: float32 values (+ int32 indices when sparse)."""
+        """Bytes one vector takes as stored: float32 values (+ int32 indices when sparse);
+        a dense one with the quantizer ``quantize`` (:mod:`mrl_compress.quantizers`), its
+        code's bytes."""
         if self.kind == "sparse":
             return float((self.nonzeros or 0) * 8)
-        return {None: 4.0, "float32": 4.0, "int8": 1.0, "binary": 1 / 8}[quantize] * self.size
+        from mrl_compress import quantizers
+
+        return quantizers.parse(quantize).code_bytes(self.size)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

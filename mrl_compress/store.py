@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from mrl_compress import quantizers
 from mrl_compress.errors import InvalidInput, NotFound
 from mrl_compress.outputs import Output, SparseBatch
 
@@ -27,9 +28,12 @@ class VectorField:
     kind: Literal["dense", "sparse"]
     size: int | None  # None for sparse fields
     distance: str | None  # "cosine" | "dot" | "euclid" | ... ; None for sparse
-    # the engine's quantization of the field ("int8", "binary"), where it reports one; a
-    # property of the index, not of the vectors, so fields compare equal without it
     quantization: str | None = field(default=None, compare=False)
+    """The engine's quantizer of the field, by the one naming scheme
+    (:mod:`mrl_compress.quantizers`: ``quantizers.parse(x).name``, e.g. ``int8``,
+    ``binary1-q8``, ``turbo2``, ``pq16``, ``int8@ivf``), as each adapter reads it from the
+    engine's config; None for float32 (no quantization) and for sparse fields. A property
+    of the index, not of the vectors, so fields compare equal without it."""
 
 
 @dataclass
@@ -172,6 +176,25 @@ class VectorStore(Protocol):
         Idempotent when the field exists with the same kind and size; raises
         :class:`~mrl_compress.errors.Conflict` when it exists with another, and
         :class:`~mrl_compress.errors.StoreError` when the engine cannot add fields in place.
+        ``quantize``: a name of :meth:`quantizers` for the new dense fields (None or
+        ``float32``: none; ``binary`` is ``binary1``); a name the engine cannot run raises
+        :func:`mrl_compress.quantizers.refuse` (:class:`InvalidInput`) before anything changes.
+        """
+        ...
+
+    def quantizers(self) -> list[str]:
+        """The quantizer names (:mod:`mrl_compress.quantizers`) this engine, at this version,
+        really builds and searches with; always ``float32`` first."""
+        ...
+
+    def set_quantizer(self, collection: str, vector: str, quantize: str | None) -> None:
+        """Set the quantizer of the existing dense field ``vector`` (None or ``float32``:
+        remove it), keeping every vector and payload: the engine rebuilds the field's codes.
+
+        The *native* plan (``mrl-compress migrate --mode native``): the engine's own
+        quantizer on the full vector alone, no new field, nothing to sync. A name not in
+        :meth:`quantizers` raises :func:`mrl_compress.quantizers.refuse` before anything
+        changes; a sparse or missing field raises as :meth:`search` does.
         """
         ...
 
@@ -198,8 +221,15 @@ class VectorStore(Protocol):
         queries: Vectors,
         k: int,
         filter: Filter | None = None,
+        rescore: float | None = None,
     ) -> list[list[Hit]]:
-        """Single-stage search on one field (full or compressed) for a batch of queries."""
+        """Single-stage search on one field (full or compressed) for a batch of queries.
+
+        ``rescore``, for a quantized field: None searches by the codes' own scores (no
+        rescoring by the float vectors); a number ``x >= 1`` takes the ``k * x`` best by the
+        codes and rescores them by the field's float vectors (Qdrant: ``rescore=True,
+        oversampling=x``; Milvus: see its adapter). Unquantized fields ignore it.
+        """
         ...
 
     def two_stage_search(
@@ -213,6 +243,7 @@ class VectorStore(Protocol):
         full_vector: str | None = None,
         filter: Filter | None = None,
         unsynced: bool = True,
+        rescore: float | None = None,
     ) -> list[list[Hit]]:
         """Shortlist ``k * oversample`` on ``stage1``, rerank exactly on the full vector.
 
@@ -220,7 +251,8 @@ class VectorStore(Protocol):
         candidates, scored on the full vector in the same query, so no write is ever missing
         from the results while it waits for :mod:`mrl_compress.sync`. ``unsynced=False``
         leaves them out (the shortlist alone), where finding them costs too much; a store
-        whose rows always hold every field may leave the argument out.
+        whose rows always hold every field may leave the argument out. ``rescore``: how a
+        quantized ``stage1`` scores the shortlist, as in :meth:`search` (None: by its codes).
         """
         ...
 
@@ -237,6 +269,26 @@ def rows_need_every_field(store: VectorStore) -> bool:
     """Whether ``store``'s engine refuses a point that lacks one of the collection's vector
     fields (the optional attribute of that name; False when a backend does not say)."""
     return bool(getattr(store, "rows_need_every_field", False))
+
+
+def check_quantizer(name: str | None, engine: str,
+                    offered: Sequence[str]) -> quantizers.Quantizer:
+    """The quantizer called ``name`` if ``engine`` offers it (None: float32): an unknown name
+    and one the engine cannot run are refused with one line listing the choices."""
+    found = quantizers.parse(name)
+    if found.name not in offered:
+        raise quantizers.refuse(str(name), engine, list(offered))
+    return found
+
+
+def check_rescore(rescore: float | None) -> float | None:
+    """``rescore`` of :meth:`VectorStore.search`: None, or an oversampling factor >= 1."""
+    if rescore is None:
+        return None
+    if isinstance(rescore, bool) or not isinstance(rescore, int | float) or not rescore >= 1:
+        raise InvalidInput(f"rescore must be None or a number >= 1 (candidates per hit "
+                           f"rescored by the float vectors), not {rescore!r}")
+    return float(rescore)
 
 
 def collection_not_found(collection: str, existing: Sequence[str]) -> NotFound:

@@ -22,6 +22,8 @@ the extra.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mrl_compress.errors import InvalidInput
 from mrl_compress.store import (
     Batch,
@@ -49,6 +51,7 @@ __all__ = [
     "collection_not_found",
     "connect",
     "is_store_uri",
+    "scratch_for",
     "reservoir_sample",
     "vector_not_found",
 ]
@@ -74,6 +77,18 @@ def connect(uri: str) -> VectorStore:
         "qdrant-local:./dir (or qdrant-local::memory:), edge:./shard-dir, milvus:./file.db "
         "or milvus://host:port"
     )
+
+
+def scratch_for(uri: str, folder: str | Path) -> VectorStore:
+    """An embedded store of the engine behind ``uri``, in ``folder``, to build candidates in
+    (``mrl-compress plan``): a Qdrant Edge shard for any Qdrant target, Milvus Lite for a
+    Milvus one. What it measures is the same engine's own quantizers, not an imitation."""
+    scheme = uri.partition(":")[0]
+    if scheme == "milvus":
+        return connect(f"milvus:{Path(folder) / 'plan.db'}")
+    if scheme in ("qdrant", "qdrants", "qdrant-local", "http", "https", "edge"):
+        return connect(f"edge:{Path(folder) / 'edge'}")
+    return connect(uri)  # unknown schemes: connect says what it expected
 
 
 def is_store_uri(source: str) -> bool:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from mrl_compress.errors import InvalidInput, MrlCompressError
+from mrl_compress.frontier import COMPOSED_DEFAULT, NATIVE_DEFAULT
 
 app = typer.Typer(
     name="mrl-compress",
@@ -432,6 +433,106 @@ def sync(
         store.close()
     for line in report.lines():
         console.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def plan(
+    source: Annotated[str, typer.Option(help="Store URI of the collection, as for migrate.")],
+    collection: Annotated[str, typer.Option(help="Collection (or alias) to plan for.")],
+    out: Annotated[Path, typer.Option(help="Plan file to write (migrate --plan applies it).")],
+    budget: Annotated[float | None, typer.Option(
+        help="Bytes per point the search code may take in RAM: the best recall within it.")]
+    = None,
+    target: Annotated[float | None, typer.Option(
+        help="Recall@10 to reach: the fewest bytes per point that reach it.")] = None,
+    stage: Annotated[str, typer.Option(help="Judge by single | two-stage recall@10.")]
+    = "two-stage",
+    compressor: Annotated[list[Path] | None, typer.Option(
+        help="A fitted artifact whose dense outputs are candidates, stored with each "
+        "quantizer (repeat for several). Without one, only the engine's quantizers of the "
+        "full vector are candidates.")] = None,
+    queries: Annotated[Path | None, typer.Option(help=".npy of real queries (default: stored "
+                                                 "rows held out of the sample).")] = None,
+    n_queries: Annotated[int, typer.Option(help="Held-out stored rows used as queries.")] = 500,
+    sample: Annotated[int, typer.Option(help="Stored vectors each candidate is built from.")]
+    = 20_000,
+    oversample: Annotated[int, typer.Option(help="Two-stage: k x this candidates rescored by "
+                                            "the full vector.")] = 3,
+    native: Annotated[str, typer.Option(help="Quantizers of the full vector to try "
+                                        "(docs/quantizers.md).")]
+    = ",".join(NATIVE_DEFAULT),
+    composed: Annotated[str, typer.Option(help="Quantizers to try on each compressor output.")]
+    = ",".join(COMPOSED_DEFAULT),
+    vector: Annotated[str | None, typer.Option(help="Full vector (default: the unnamed or only "
+                                               "dense one).")] = None,
+    plot_to: Annotated[Path | None, typer.Option(
+        "--plot", help="PNG of the frontier (default: beside --out; needs matplotlib).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Measure the engine's quantizers and compressed outputs on a sample, choose one.
+
+    Each candidate is built in an embedded engine of the target's kind (Qdrant Edge for
+    Qdrant, Milvus Lite for Milvus) and measured against exact search: single-stage and
+    two-stage recall@10, queries/s, bytes per point. Prints the table, marks the Pareto
+    frontier, writes the choice.
+
+    Example: mrl-compress plan --source edge:./shards --collection docs --budget 48
+    --compressor docs.mrlc --out plan.json   (then: mrl-compress migrate --plan plan.json ...)
+    """
+    import tempfile
+
+    from mrl_compress import frontier
+    from mrl_compress.adapters import connect, scratch_for
+
+    if stage not in ("single", "two-stage"):
+        raise InvalidInput(f"--stage: expected single or two-stage, found '{stage}'")
+    asked = np.load(queries) if queries is not None else None
+    store = connect(source)
+    with tempfile.TemporaryDirectory(prefix="mrl-plan-") as folder:
+        scratch = scratch_for(source, folder)
+        try:
+            with progress_bar("plan") as update:
+                made, rows = frontier.plan(
+                    store, collection, scratch, vector=vector, compressors=compressor or (),
+                    sample=sample, queries=asked, n_queries=n_queries, oversample=oversample,
+                    stage=stage,  # type: ignore[arg-type]
+                    budget=budget, target=target, native=_names(native),
+                    composed=_names(composed), seed=seed,
+                    progress=lambda done, total, label: update(done, total, 0.0),
+                )  # fmt: skip
+        finally:
+            scratch.close()
+            store.close()
+    chosen = next(r for r in rows if r.candidate == made.candidate)
+    grid = Table(title=f"candidates on {made.sample:,} stored vectors, {made.queries} queries "
+                       f"({made.query_source}); recall@10 vs exact, ± 95 % interval")
+    for head in ("candidate", "kind", "bytes/pt", "single", f"two-stage x{oversample}",
+                 "single q/s", "two-stage q/s", ""):
+        grid.add_column(head)
+    for cells in frontier.table(rows, made.stage, chosen):
+        grid.add_row(*cells)
+    console.print(grid)
+    c = made.candidate
+    if c.native:
+        console.print(f"chosen: the engine's own {c.quantizer} of the full vector "
+                      f"({chosen.code_bytes:g} B/point): the engine alone is best here; no fit "
+                      "or migration of new fields is needed", highlight=False)
+    else:
+        console.print(f"chosen: {c.output} of {c.compressor} stored as {c.quantizer} "
+                      f"({chosen.code_bytes:g} B/point)", highlight=False)
+    made.save(out)
+    try:
+        picture = frontier.plot(rows, made.stage, plot_to or out.with_suffix(".png"),
+                                title=f"'{collection}': {made.stage} recall@10 vs bytes")
+        console.print(f"plot: {picture}")
+    except ImportError:
+        console.print("no plot: matplotlib is not installed (pip install 'mrl-compress[train]')")
+    console.print(f"plan written to {out}: apply it with mrl-compress migrate --target "
+                  f"{source} --collection {collection} --plan {out}", highlight=False)
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 @contextmanager

@@ -504,14 +504,12 @@ def plan(
             scratch.close()
             store.close()
     chosen = next(r for r in rows if r.candidate == made.candidate)
-    grid = Table(title=f"candidates on {made.sample:,} stored vectors, {made.queries} queries "
-                       f"({made.query_source}); recall@10 vs exact, ± 95 % interval")
-    for head in ("candidate", "kind", "bytes/pt", "single", f"two-stage x{oversample}",
-                 "single q/s", "two-stage q/s", ""):
-        grid.add_column(head)
-    for cells in frontier.table(rows, made.stage, chosen):
-        grid.add_row(*cells)
-    console.print(grid)
+    console.print(f"{len(rows)} candidates built from {made.sample:,} stored vectors, "
+                  f"{made.queries} queries ({made.query_source}); recall@10 against exact "
+                  "search, ± its 95 % interval; * = on the frontier of "
+                  f"{made.stage} recall against bytes", highlight=False, soft_wrap=True)
+    for line in frontier.table(rows, made.stage, chosen, oversample):
+        console.print(line, highlight=False, soft_wrap=True)
     c = made.candidate
     if c.native:
         console.print(f"chosen: the engine's own {c.quantizer} of the full vector "

@@ -348,20 +348,30 @@ def plan(store: VectorStore, collection: str, scratch: VectorStore, *,
     return made, measured
 
 
-def table(rows: Sequence[Measured], stage: Stage, chosen: Measured | None = None
-          ) -> list[list[str]]:
-    """The measured rows as text cells, fewest bytes first, frontier rows marked."""
+def table(rows: Sequence[Measured], stage: Stage, chosen: Measured | None = None,
+          oversample: int = 3) -> list[str]:
+    """The measured rows as aligned text lines (a Markdown table), fewest bytes first;
+    ``*`` marks the Pareto frontier of ``stage``, ``<-`` the choice."""
     front = {id(r) for r in pareto(rows, stage)}
-    out = []
+    head = ["candidate", "kind", "B/point", "single recall@10", f"x{oversample} recall@10",
+            "single q/s", f"x{oversample} q/s", ""]
+    body = []
     for r in sorted(rows, key=lambda r: (r.code_bytes, -r.recall(stage))):
-        mark = ("chosen" if r is chosen else "") + (" frontier" if id(r) in front else "")
-        out.append([
+        mark = ("*" if id(r) in front else "") + (" <- chosen" if r is chosen else "")
+        body.append([
             r.candidate.label, "native" if r.candidate.native else "composed",
             f"{r.code_bytes:g}", f"{r.single:.3f} ± {1.96 * r.single_se:.3f}",
             f"{r.two_stage:.3f} ± {1.96 * r.two_stage_se:.3f}", f"{r.single_qps:,.0f}",
             f"{r.two_stage_qps:,.0f}", mark.strip(),
         ])
-    return out
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if i < 2 or i == 7 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return [line(head), rule, *(line(cells) for cells in body)]
 
 
 def plot(rows: Sequence[Measured], stage: Stage, path: str | Path, title: str = "") -> Path:

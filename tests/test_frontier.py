@@ -105,3 +105,78 @@ def test_a_plan_file_reads_back_and_refuses_edits_and_other_collections(tmp_path
     path.write_text("{}")
     with pytest.raises(InvalidInput, match="is not a plan written by mrl-compress plan"):
         PlanFile.read(path)
+
+
+# ── a whole plan, measured in Qdrant Edge, through the CLI ───────────────────────────────
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    import mrl_compress
+    from mrl_compress.adapters import VectorField, connect
+    from tests.conftest import DATA
+
+    root = tmp_path_factory.mktemp("plan")
+    stored = np.load(DATA / "wordnet-gloss" / "corpus.minilm.f16.npy", mmap_mode="r")
+    x = np.asarray(stored[:4000], dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    uri = f"edge:{root / 'edge'}"
+    store = connect(uri)
+    store.create_collection("docs", [VectorField("", "dense", 384, "cosine")])
+    store.upsert("docs", list(range(len(x))), {"": x}, [{} for _ in x])
+    store.close()
+    artifact = mrl_compress.fit(x, "pca", dims=(64, 192)).compressor.save(root / "c.mrlc")
+    return uri, artifact
+
+
+def plan_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from mrl_compress.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["plan", *args])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+def test_plan_measures_in_the_engine_and_writes_the_choice(
+    collection: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri, artifact = collection
+    out = tmp_path / "plan.json"
+    code, text, err = plan_cli(
+        capsys, "--source", uri, "--collection", "docs", "--budget", "48", "--stage", "single",
+        "--compressor", str(artifact), "--native", "int8,turbo1,binary1",
+        "--composed", "turbo2,int8", "--sample", "3000", "--n-queries", "200", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    made = PlanFile.read(out)
+    labels = {r["label"]: r for r in made.rows}
+    assert set(labels) == {"full 384-d int8", "full 384-d turbo1", "full 384-d binary1",
+                           "mrl_64 64-d turbo2", "mrl_64 64-d int8", "mrl_192 192-d turbo2",
+                           "mrl_192 192-d int8"}
+    # the engine's own quantizer really ran: 1-bit codes lose recall that int8 keeps
+    assert labels["full 384-d binary1"]["single"] < labels["full 384-d int8"]["single"] - 0.2
+    assert labels["full 384-d int8"]["single"] > 0.9
+    best = max((r for r in made.rows if r["code_bytes"] <= 48), key=lambda r: r["single"])
+    assert made.choice["candidate"] == best["candidate"]
+    assert made.sample == 3000 and made.queries == 200 and made.target == uri
+    assert "<- chosen" in text and (out.with_suffix(".png")).is_file()
+    made.check(uri, "docs")
+
+
+def test_plan_refuses_bad_input_before_measuring(
+    collection: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri, artifact = collection
+    base = ("--source", uri, "--collection", "docs", "--out", str(tmp_path / "p.json"))
+    code, _, err = plan_cli(capsys, *base, "--budget", "4", "--native", "int8,turbo1")
+    assert code == 2 and "no candidate fits 4 bytes per point; the smallest reachable is 48 B " \
+        "(full 384-d turbo1)" in err
+    code, _, err = plan_cli(capsys, *base, "--budget", "48", "--native", "int4")
+    assert code == 2 and "unknown quantizer 'int4': expected one of float32, int8" in err
+    np.save(tmp_path / "q.npy", np.ones((5, 100), np.float32))
+    code, _, err = plan_cli(capsys, *base, "--budget", "48", "--queries", str(tmp_path / "q.npy"))
+    assert code == 2 and "queries: expected 384-d vectors, found 100-d" in err
+    code, _, err = plan_cli(capsys, *base, "--budget", "48", "--target", "0.9")
+    assert code == 2 and "exactly one of --budget BYTES and --target RECALL" in err
+    assert not (tmp_path / "p.json").exists()

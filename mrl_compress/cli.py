@@ -312,10 +312,13 @@ def migrate(
     target: Annotated[str, typer.Option(help="Store URI: qdrant://host:6333, qdrant-local:./dir, "
                                         "edge:./shards, milvus:./x.db, milvus://host:19530.")],
     collection: Annotated[str, typer.Option(help="Collection (or alias) the application reads.")],
-    compressor: Annotated[Path, typer.Option(help="Artifact directory from fit.")],
+    compressor: Annotated[Path | None, typer.Option(
+        help="Artifact directory from fit (not needed with --mode native).")] = None,
     vector: Annotated[str | None, typer.Option(help="Full vector to compress (default: the "
                                                "unnamed or only dense one).")] = None,
-    mode: Annotated[str, typer.Option(help="auto | in-place | copy")] = "auto",
+    mode: Annotated[str, typer.Option(
+        help="auto | in-place | copy | native (the engine's own --quantize on the full vector "
+        "alone: no new field, nothing written or synced).")] = "auto",
     batch: Annotated[int, typer.Option(help="Points per batch (one checkpoint each).")] = 512,
     workers: Annotated[int, typer.Option(
         help="1: read, encode and write each batch in turn; N > 1: a reader thread feeds N "
@@ -323,8 +326,10 @@ def migrate(
     dry_run: Annotated[bool, typer.Option(help="Print the plan, write nothing.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint.")] = False,
     swap: Annotated[bool, typer.Option(help="Copy mode: point the alias at the copy.")] = False,
-    quantize: Annotated[str | None, typer.Option(help="int8 | binary for the new dense fields "
-                                                 "(in place).")] = None,
+    quantize: Annotated[str | None, typer.Option(
+        help="A quantizer of docs/quantizers.md (int8, binary1-q8, turbo2, pq16, int8@ivf, "
+        "...) for the new dense fields, or with --mode native for the full vector; refused "
+        "unless the target runs it.")] = None,
     verify: Annotated[str, typer.Option(help="Points to compare at the end: N or all.")] = "1000",
     force: Annotated[bool, typer.Option(help="Migrate although the fingerprint differs.")]
     = False,
@@ -335,6 +340,9 @@ def migrate(
 
     Example: mrl-compress migrate --target edge:./shards --collection docs --compressor docs.mrlc
     --dry-run   (then again without --dry-run; --resume after an interruption)
+
+    Native: mrl-compress migrate --target edge:./shards --collection docs --mode native
+    --quantize turbo2
     """
     import time
 
@@ -353,6 +361,9 @@ def migrate(
             console.print(line, highlight=False, soft_wrap=True)
         if dry_run:
             return
+        if plan.mode == "native":  # one config change: no progress to show
+            report = migration.run(plan, store)
+            return _print_report(report)
         columns = (TextColumn("[bold]migrate"), BarColumn(),
                    TextColumn("{task.completed}/{task.total} points"),
                    TextColumn("{task.fields[rate]} points/s"), TimeRemainingColumn())
@@ -370,6 +381,10 @@ def migrate(
             report = migration.run(plan, store, progress=update)
     finally:
         store.close()
+    _print_report(report)
+
+
+def _print_report(report: Any) -> None:
     for line in report.lines():
         console.print(line, highlight=False, soft_wrap=True)
     report.raise_if_failed()

@@ -11,7 +11,8 @@ Three steps, each usable from Python (the ``mrl-compress migrate`` command wraps
   plus the new fields, then a :func:`reconcile` pass and an optional alias swap). A checkpoint
   file is replaced atomically after every committed batch, so a run killed at any moment
   continues with ``resume``; every write is an idempotent upsert of the same values, so a
-  batch written twice is harmless.
+  batch written twice is harmless. ``native`` writes no field at all: it sets the engine's
+  own quantizer on the full vector (``set_quantizer``; docs/quantizers.md).
 - :func:`verify` (:mod:`~mrl_compress.migration.verification`) checks the result: counts,
   every point has every new field, and a sample (or all points) has byte-identical payloads
   and original vectors (copy) and new vectors equal to a fresh encode.

@@ -14,14 +14,21 @@ from typing import Any
 
 import numpy as np
 
+from mrl_compress import quantizers
 from mrl_compress.artifact import MANIFEST, Fingerprint
 from mrl_compress.compressor import load
 from mrl_compress.errors import Conflict, InvalidInput, NotFound
 from mrl_compress.migration.rows import canonical
 from mrl_compress.outputs import Output
-from mrl_compress.store import CollectionInfo, VectorField, VectorStore, rows_need_every_field
+from mrl_compress.store import (
+    CollectionInfo,
+    VectorField,
+    VectorStore,
+    check_quantizer,
+    rows_need_every_field,
+)
 
-MODES = ("auto", "in-place", "copy")
+MODES = ("auto", "in-place", "copy", "native")
 FINGERPRINT_SAMPLE = 1000
 HNSW_LINK_BYTES = 2 * 16 * 4
 """Per point, an HNSW graph with m=16 keeps ~2·m links of 4 bytes at layer 0 (Qdrant/Milvus)."""
@@ -83,7 +90,9 @@ class Plan:
     compressor: str
     compressor_sha256: str
     mode: str
-    """``in-place``, ``copy``, or ``auto`` (in place; copy if the engine refuses)."""
+    """``in-place``, ``copy``, ``auto`` (in place; copy if the engine refuses), or
+    ``native`` (the engine's quantizer ``quantize`` set on ``vector`` alone:
+    :meth:`~mrl_compress.store.VectorStore.set_quantizer`; no outputs, nothing written)."""
     new_collection: str
     """The copy's name (used by ``copy``, and by ``auto`` if it falls back to copying)."""
     outputs: list[Output]
@@ -103,6 +112,12 @@ class Plan:
     batch_size: int = 512
     workers: int = 1
     quantize: str | None = None
+    """The quantizer of the new dense fields (its name in :mod:`mrl_compress.quantizers`;
+    None: none), or native: of ``vector`` (``float32`` removes one)."""
+    current_quantizer: str = "float32"
+    """Native: ``vector``'s quantizer before the run."""
+    vector_size: int = 0
+    """Native: the dimension of ``vector``."""
     swap: bool = False
     verify: int | None = 1000
     """Sample size for verification; None verifies every point."""
@@ -111,6 +126,8 @@ class Plan:
 
     def lines(self) -> list[str]:
         """The plan in words (``--dry-run`` prints these)."""
+        if self.mode == "native":
+            return self._native_lines()
         mode = self.mode
         if mode == "auto":
             mode = (f"auto: in place if the engine can add vector fields, else a copy into "
@@ -121,8 +138,9 @@ class Plan:
             f"migrate '{self.collection}' at {self.target} with {self.compressor}",
             f"  mode: {mode}",
             f"  read vector: {quoted(self.vector)} ({self.points} points)",
-            "  fields to create: " + ", ".join(_describe_field(f, self.quantize)
-                                                 for f in self.fields),
+            "  fields to create: " + ", ".join(
+                _describe_field(f, self.quantize if f.name in {o.name for o in self.outputs}
+                                else None) for f in self.fields),
             f"  estimated bytes added: {size_text(self.bytes_added)}"
             + (f" in place, {size_text(self.bytes_added_copy)} if copied" if self.mode == "auto"
                else ""),
@@ -144,11 +162,27 @@ class Plan:
         out += [f"  note: {n}" for n in self.notes]
         return out
 
+    def _native_lines(self) -> list[str]:
+        wanted = quantizers.parse(self.quantize)
+        full = 4 * self.vector_size
+        out = [
+            f"migrate '{self.collection}' at {self.target} natively: the engine's own quantizer "
+            "on the full vector",
+            f"  mode: native: set quantizer '{wanted.name}' on vector {quoted(self.vector)} "
+            f"({self.points} points); no new field, no write pass, nothing to sync",
+            f"  quantizer: {self.current_quantizer} now, {wanted.name} after "
+            f"({wanted.code_bytes(self.vector_size):,.0f} B of codes per point; float32 "
+            f"{full:,} B: the float vectors stay, for rescoring)",
+            f"  index memory: codes {size_text(self.small_index_bytes)} vs float32 "
+            f"{size_text(self.full_index_bytes)} (+ HNSW links, m=16)",
+        ]
+        return out + [f"  note: {n}" for n in self.notes]
+
 
 def plan(
     store: VectorStore,
     collection: str,
-    compressor: str | Path,
+    compressor: str | Path | None,
     *,
     vector: str | None = None,
     mode: str = "auto",
@@ -167,12 +201,25 @@ def plan(
     Refuses: a compressor whose input dimension differs from the vector's (always), or whose
     training fingerprint (:meth:`Fingerprint.mismatch` on a sample of ~1000 stored vectors)
     differs (unless ``force``); a missing collection; a copy target name already taken by
-    something this migration did not create; a checkpoint of another migration.
+    something this migration did not create; a checkpoint of another migration; a
+    ``quantize`` the target cannot run (``store.quantizers()``, any name of
+    :mod:`mrl_compress.quantizers`).
+
+    ``mode="native"`` needs ``quantize`` and no compressor (one given only tells which
+    fields are its outputs): it plans :meth:`~mrl_compress.store.VectorStore.set_quantizer`
+    on the full vector.
     """
     if mode not in MODES:
         raise InvalidInput(f"--mode must be one of {', '.join(MODES)}, not '{mode}'")
-    if quantize not in (None, "int8", "binary"):
-        raise InvalidInput(f"--quantize must be int8 or binary, not '{quantize}'")
+    if quantize is not None:
+        wanted = check_quantizer(quantize, store.uri, store.quantizers())
+        quantize = wanted.name if (mode == "native" or wanted.name != "float32") else None
+    if mode == "native":
+        return _native_plan(store, collection, compressor, vector, quantize,
+                            resume=resume, swap=swap)  # fmt: skip
+    if compressor is None:
+        raise InvalidInput("--compressor is needed (an artifact from mrl-compress fit), except "
+                           "with --mode native")
     if batch_size < 1 or workers < 1:
         raise InvalidInput("--batch and --workers must be at least 1")
     if verify is not None and verify < 0:
@@ -245,9 +292,6 @@ def plan(
     if sparse_kept and mode == "auto":
         notes.append(f"sparse vector(s) {quoted_names(sparse_kept)} cannot be copied: only "
                      "in-place migration works for this collection")
-    if quantize and mode != "in-place":
-        notes.append("--quantize applies when fields are added in place; a copy gets the "
-                     "engine's default index for its new fields")
     if rows_need_every_field(store):
         notes.append("this engine refuses a point written without every new field: after the "
                      "migration, writes of the full vector alone (langchain-milvus add_texts) "
@@ -288,6 +332,41 @@ def plan(
         force=force,
         notes=notes,
     )
+
+
+def _native_plan(store: VectorStore, collection: str, compressor: str | Path | None,
+                 vector: str | None, quantize: str | None, *, resume: bool,
+                 swap: bool) -> Plan:
+    """The plan of ``--mode native``: the quantizer ``quantize`` on the full vector alone."""
+    if quantize is None:
+        raise InvalidInput("--mode native sets the engine's own quantizer on the full vector: "
+                           "name it with --quantize (docs/quantizers.md)")
+    outputs = {o.name for o in load(compressor).outputs} if compressor is not None else set()
+    info = store.describe(collection)
+    full = full_vector(info.fields, vector, collection, outputs)
+    wanted = quantizers.parse(quantize)
+    dim = int(full.size or 0)
+    notes = []
+    current = full.quantization or "float32"
+    if current == wanted.name:
+        notes.append(f"vector {quoted(full.name)} has quantizer {current} already: nothing "
+                     "to change")
+    if resume or swap:
+        notes.append("--resume and --swap do not apply to --mode native (one config change, "
+                     "no copy)")
+    if compressor is not None:
+        notes.append(f"{compressor} is not used by --mode native (its outputs are not the "
+                     "full vector)")
+    return Plan(
+        target=store.uri, collection=collection, vector=full.name,
+        compressor="" if compressor is None else str(compressor), compressor_sha256="",
+        mode="native", new_collection="", outputs=[], fields=[], copied_vectors=[],
+        points=info.count, bytes_added=0, bytes_added_copy=0,
+        small_index_bytes=int(info.count * (wanted.code_bytes(dim) + HNSW_LINK_BYTES)),
+        full_index_bytes=int(info.count * (4 * dim + HNSW_LINK_BYTES)),
+        alias=None, checkpoint=Path(f".mrl-migrate-{collection}.json"), quantize=wanted.name,
+        current_quantizer=current, vector_size=dim, notes=notes,
+    )  # fmt: skip
 
 
 def checkpoint_path(compressor: str | Path, collection: str) -> Path:
@@ -351,7 +430,8 @@ def field_of(output: Output) -> VectorField:
 def _describe_field(f: VectorField, quantize: str | None) -> str:
     if f.kind == "sparse":
         return f"{quoted(f.name)} (sparse)"
-    return f"{quoted(f.name)} (dense {f.size}, {f.distance})"
+    return f"{quoted(f.name)} (dense {f.size}, {f.distance}" + (
+        f", quantizer {quantize})" if quantize else ")")
 
 
 def quoted(name: str) -> str:

@@ -16,6 +16,7 @@ from mrl_compress.migration.planning import (
     Plan,
     field_of,
     now,
+    quoted,
     quoted_names,
     require_free,
 )
@@ -47,6 +48,9 @@ class Report:
     caught_up: int = 0
     """In place: points the application wrote behind the write pass's cursor, written by a
     last pass over the points lacking an output (:func:`mrl_compress.sync.run`)."""
+    quantizer: str | None = None
+    """Native: the quantizer set on ``vector`` (``float32``: removed)."""
+    vector: str = ""
 
     @property
     def ok(self) -> bool:
@@ -55,6 +59,15 @@ class Report:
     def lines(self) -> list[str]:
         rate = self.written / self.seconds if self.seconds else 0.0
         v = self.verification
+        if self.mode == "native":
+            return [
+                f"native: set quantizer '{self.quantizer}' on vector {quoted(self.vector)} of "
+                f"'{self.collection}' in {self.seconds:.1f} s; no field added, no point "
+                "written, nothing to sync",
+                f"verification: {v.points} points; the engine reports "
+                + ("the quantizer back" if v.ok else f"{v.problem_count} difference(s)"),
+                *(f"  - {p}" for p in v.problems),
+            ]
         out = []
         if self.fallback:
             out.append(f"in place refused ({self.fallback}): copied instead")
@@ -101,7 +114,13 @@ def run(
     A :class:`StoreError` while writing (the adapters have retried already) stops the run
     with one line saying how far it got; the checkpoint holds every committed batch and
     the same call with ``resume=True`` in :func:`plan` continues from there.
+
+    ``native``: :meth:`~mrl_compress.store.VectorStore.set_quantizer` on the full vector,
+    then a check that the engine reports it back and kept every point (no checkpoint: the
+    change is one config call, and running it again sets the same quantizer).
     """
+    if plan.mode == "native":
+        return _native(plan, store)
     model = compressor or load(plan.compressor)
     started = time.perf_counter()
     ck = plan.resume or Checkpoint(
@@ -143,6 +162,11 @@ def run(
         store.create_collection(
             target, originals + [field_of(o) for o in plan.outputs], like=plan.collection
         )
+        if plan.quantize:  # the copy's new dense fields get the quantizer too
+            made = store.describe(target).fields
+            for o in plan.outputs:
+                if o.kind == "dense" and (made[o.name].quantization or "float32") != plan.quantize:
+                    store.set_quantizer(target, o.name, plan.quantize)
     ck.save(plan.checkpoint)
     before = ck.done
     try:
@@ -180,6 +204,24 @@ def run(
     CopyRecord.of(plan.checkpoint).remove()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _native(plan: Plan, store: VectorStore) -> Report:
+    """Set the quantizer of the full vector; check what the engine reports afterwards."""
+    started = time.perf_counter()
+    assert plan.quantize is not None  # plan() refuses native without --quantize
+    store.set_quantizer(plan.collection, plan.vector, plan.quantize)
+    info = store.describe(plan.collection)
+    v = Verification(points=info.count)
+    got = info.fields[plan.vector].quantization or "float32"
+    if got != plan.quantize:
+        v.problem(f"the engine reports quantizer {got} on vector {quoted(plan.vector)}, not "
+                  f"{plan.quantize}")
+    if info.count < plan.points:
+        v.problem(f"'{plan.collection}' holds {info.count} points, {plan.points} before")
+    return Report(mode="native", collection=plan.collection, written=0,
+                  seconds=time.perf_counter() - started, verification=v,
+                  quantizer=plan.quantize, vector=plan.vector)  # fmt: skip
 
 
 def _catch_up(store: VectorStore, plan: Plan, model: Compressor) -> int:

@@ -57,6 +57,8 @@ class Candidate:
     dims: int
     output: str | None = None
     compressor: str | None = None
+    method: str | None = None
+    """The compressor's method (``pca``, ``adaptor``...): names the row among artifacts."""
 
     @property
     def native(self) -> bool:
@@ -65,6 +67,8 @@ class Candidate:
     @property
     def label(self) -> str:
         what = "full" if self.native else self.output
+        if self.method:
+            what = f"{self.method} {what}"
         return f"{what} {self.dims}-d {self.quantizer}"
 
     @property
@@ -114,8 +118,8 @@ def candidates(dim: int, compressors: Sequence[tuple[str, Compressor]], offered:
         for o in model.outputs:
             if o.kind != "dense" or o.size is None:
                 continue  # sparse codes have no engine quantizer to compose with
-            out += [Candidate(quantizers.parse(q).name, o.size, o.name, path) for q in composed
-                    if quantizers.parse(q).name in allowed]
+            out += [Candidate(quantizers.parse(q).name, o.size, o.name, path, model.method)
+                    for q in composed if quantizers.parse(q).name in allowed]
     return out
 
 
@@ -244,7 +248,8 @@ class PlanFile:
     @property
     def candidate(self) -> Candidate:
         c = self.choice["candidate"]
-        return Candidate(c["quantizer"], c["dims"], c["output"], c["compressor"])
+        return Candidate(c["quantizer"], c["dims"], c["output"], c["compressor"],
+                         c.get("method"))
 
     def save(self, path: str | Path) -> Path:
         body = asdict(self)

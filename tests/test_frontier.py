@@ -152,8 +152,8 @@ def test_plan_measures_in_the_engine_and_writes_the_choice(
     made = PlanFile.read(out)
     labels = {r["label"]: r for r in made.rows}
     assert set(labels) == {"full 384-d int8", "full 384-d turbo1", "full 384-d binary1",
-                           "mrl_64 64-d turbo2", "mrl_64 64-d int8", "mrl_192 192-d turbo2",
-                           "mrl_192 192-d int8"}
+                           "pca mrl_64 64-d turbo2", "pca mrl_64 64-d int8",
+                           "pca mrl_192 192-d turbo2", "pca mrl_192 192-d int8"}
     # the engine's own quantizer really ran: 1-bit codes lose recall that int8 keeps
     assert labels["full 384-d binary1"]["single"] < labels["full 384-d int8"]["single"] - 0.2
     assert labels["full 384-d int8"]["single"] > 0.9

@@ -1,0 +1,150 @@
+"""The frontier per budget: the engine's best quantizer of the full vector against the best
+candidate ``mrl-compress plan`` can choose (native or composed), on real data sets.
+
+For each data set and model: the corpus is stored in a Qdrant Edge collection; compressors
+are fitted on it (``pca`` and the learned ``adaptor``; ``truncate`` too for a
+Matryoshka-trained model); every candidate of :mod:`mrl_compress.frontier` (the full vector
+with each Edge quantizer, each compressor output with each quantizer) is built in a scratch
+Edge shard from a sample of the corpus and measured with the data set's real queries against
+exact search of the sample. Then, at each budget of code bytes per point, the best native
+row and the best row overall, single-stage and two-stage (x3 rescored). Rows go to
+bench/results/frontier.jsonl; the tables in docs/benchmarks.md come from
+
+    python bench/frontier.py --sets wordnet,scifact,cranfield --models minilm,wordllama
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import mrl_compress
+from mrl_compress import frontier
+from mrl_compress.adapters import scratch_for
+
+DATA = Path(os.environ.get("MRL_DATA")
+            or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+BUDGETS = (16, 24, 32, 48, 64, 96, 128, 192)
+FILES = {
+    ("wordnet", "minilm"): ("wordnet-gloss/corpus.minilm.f16.npy",
+                            "wordnet-gloss/queries.dev.minilm.f16.npy"),
+    ("scifact", "minilm"): ("beir/scifact/corpus.minilm.f16.npy",
+                            "beir/scifact/queries.minilm.f16.npy"),
+    ("scifact", "wordllama"): ("beir/scifact/corpus.wordllama256.f16.npy",
+                               "beir/scifact/queries.wordllama256.f16.npy"),
+    ("cranfield", "minilm"): ("beir/cranfield/corpus.minilm.f16.npy",
+                              "beir/cranfield/queries.minilm.f16.npy"),
+    ("cranfield", "wordllama"): ("beir/cranfield/corpus.wordllama256.f16.npy",
+                                 "beir/cranfield/queries.wordllama256.f16.npy"),
+}
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1; all-zero rows (a few WordLlama texts) are left out."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    keep = norms[:, 0] > 0
+    return x[keep] / norms[keep]
+
+
+def dims_for(dim: int) -> tuple[int, ...]:
+    return (32, 64, 96, 128, 192) if dim >= 384 else (32, 64, 96, 128)
+
+
+def fits(corpus: np.ndarray, model: str, work: Path, steps: int) -> list[tuple[str, object]]:
+    """Artifacts fitted on the corpus: (path, compressor)."""
+    dims = dims_for(corpus.shape[1])
+    methods = [("pca", {}), ("adaptor", {"steps": steps})]
+    if model == "wordllama":  # Matryoshka-trained: its prefixes are a reduction already
+        methods.insert(0, ("truncate", {}))
+    out = []
+    for method, options in methods:
+        started = time.perf_counter()
+        fitted = mrl_compress.fit(corpus[:20000], method, dims=dims, **options)
+        path = fitted.compressor.save(work / f"{method}.mrlc")
+        print(f"  fit {method} {dims} in {time.perf_counter() - started:.0f} s", flush=True)
+        out.append((str(path), fitted.compressor))
+    return out
+
+
+def best(rows: list[frontier.Measured], budget: float, stage: frontier.Stage,
+         native_only: bool) -> frontier.Measured | None:
+    within = [r for r in rows if r.code_bytes <= budget and (r.candidate.native or not native_only)]
+    return max(within, key=lambda r: r.recall(stage), default=None)
+
+
+def one(name: str, model: str, args: argparse.Namespace) -> list[dict[str, object]]:
+    corpus_file, query_file = FILES[(name, model)]
+    corpus = unit(np.load(DATA / corpus_file))
+    queries = unit(np.load(DATA / query_file))
+    rng = np.random.default_rng(0)
+    docs = corpus[np.sort(rng.choice(len(corpus), min(args.sample, len(corpus)), replace=False))]
+    queries = queries[np.sort(rng.choice(len(queries), min(args.queries, len(queries)),
+                                         replace=False))]
+    work = Path(tempfile.mkdtemp(prefix="mrl-frontier-"))
+    print(f"{name} / {model}: {len(docs):,} of {len(corpus):,} documents x {corpus.shape[1]}, "
+          f"{len(queries)} queries", flush=True)
+    models = fits(corpus, model, work, args.steps)
+    scratch = scratch_for("edge:x", work)
+    found = frontier.candidates(corpus.shape[1], models, scratch.quantizers())
+    by_path = dict(models)
+    truth = frontier.exact_top(docs, queries)
+    rows = []
+    for c in found:
+        rows.append(frontier.measure(c, docs, queries, truth, scratch,
+                                     by_path.get(c.compressor or ""),  # type: ignore[arg-type]
+                                     oversample=3, timed_queries=args.timed))
+    scratch.close()
+    out = []
+    for budget in BUDGETS:
+        for stage in ("single", "two-stage"):
+            engine = best(rows, budget, stage, native_only=True)
+            ours = best(rows, budget, stage, native_only=False)
+            if ours is None:
+                continue
+            record = {
+                "set": name, "model": model, "budget": budget, "stage": stage,
+                "native": engine.candidate.label if engine else None,
+                "native_recall": engine.recall(stage) if engine else None,
+                "chosen": ours.candidate.label, "chosen_recall": ours.recall(stage),
+                "chosen_kind": "native" if ours.candidate.native else "composed",
+                "gain": ours.recall(stage) - (engine.recall(stage) if engine else 0.0),
+            }
+            print(json.dumps(record), flush=True)
+            out.append(record)
+    for r in rows:
+        out.append({"set": name, "model": model, "row": r.row()})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default="wordnet,scifact,cranfield")
+    parser.add_argument("--models", default="minilm,wordllama")
+    parser.add_argument("--sample", type=int, default=20_000, help="documents per candidate")
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=300, help="adaptor training steps")
+    parser.add_argument("--timed", type=int, default=100, help="queries timed one by one")
+    args = parser.parse_args()
+    stamp = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
+             "machine": f"{platform.machine()} cpus={os.cpu_count()}"}
+    for name in args.sets.split(","):
+        for model in args.models.split(","):
+            if (name, model) not in FILES:
+                continue
+            rows = one(name, model, args)
+            with open(Path(__file__).resolve().parent / "results" / "frontier.jsonl", "a") as f:
+                for row in rows:
+                    f.write(json.dumps({**stamp, **row}, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -56,7 +56,8 @@ class Search:
     """The settings of one call: the retriever's fields, overridden by invoke kwargs."""
 
     k: int
-    stage1: str
+    stage1: str | None
+    """None: a native plan, the full vector searched through the engine's quantizer."""
     oversample: int
     filter: Filter | None
     query_nonzeros: int | None = None
@@ -90,7 +91,9 @@ class MatryoshkaRetriever(BaseRetriever):
     store: Any = Field(description="A VectorStore from mrl_compress.adapters.connect().")
     collection: str
     embeddings: Embeddings
-    compressor: Compressor
+    compressor: Compressor | None = None
+    """None serves a native plan (``from_plan``): the full vector alone, searched through the
+    engine's own quantizer with ``k * oversample`` candidates rescored by the float vectors."""
     k: int = 4
     """Documents returned (LangChain's default for vector-store retrievers)."""
     stage1: str | None = None
@@ -145,6 +148,36 @@ class MatryoshkaRetriever(BaseRetriever):
             **settings,
         )
 
+    @classmethod
+    def from_plan(cls, plan: str | Path, store: VectorStore | str, *, embeddings: Embeddings,
+                  **settings: Any) -> MatryoshkaRetriever:
+        """The retriever of what ``mrl-compress plan`` chose (and ``migrate --plan`` applied).
+
+        A native plan searches the full vector through the engine's quantizer and rescores
+        ``k * oversample`` candidates by the float vectors; a composed one prefetches on the
+        chosen output and reranks on the full vector. ``oversample`` is the plan's unless
+        given. Refuses a plan for another collection, an edited one, and an artifact that is
+        not the one the plan measured.
+        """
+        from mrl_compress.frontier import PlanFile
+        from mrl_compress.migration.planning import compressor_sha256
+
+        made = PlanFile.read(plan)
+        opened = connect(store) if isinstance(store, str) else store
+        made.check(opened.uri, made.collection)
+        chosen = made.candidate
+        settings.setdefault("oversample", made.oversample)
+        if chosen.native:
+            return cls(store=opened, collection=made.collection, embeddings=embeddings,
+                       full_vector=made.vector, **settings)  # fmt: skip
+        assert chosen.compressor is not None
+        if compressor_sha256(chosen.compressor) != made.compressor_sha256:
+            raise InvalidInput(f"{chosen.compressor} is not the artifact the plan measured "
+                               "(its manifest's sha256 differs): run mrl-compress plan again")
+        return cls(store=opened, collection=made.collection, embeddings=embeddings,
+                   compressor=load(chosen.compressor, device="cpu"), stage1=chosen.output,
+                   full_vector=made.vector, **settings)  # fmt: skip
+
     # -- settings ---------------------------------------------------------------------------
 
     def _search(self, overrides: dict[str, Any]) -> Search:
@@ -156,13 +189,18 @@ class MatryoshkaRetriever(BaseRetriever):
             )
         merged = {name: getattr(self, name) for name in PER_CALL}
         merged.update({name: value for name, value in overrides.items() if value is not None})
+        nonzeros = merged["query_nonzeros"]
+        if self.compressor is None:  # a native plan: no stage-1 field
+            if merged["stage1"] is not None or nonzeros is not None:
+                raise InvalidInput("stage1 and query_nonzeros need a compressor; this retriever "
+                                   "searches the full vector through the engine's quantizer")
+            for name in ("k", "oversample"):
+                _positive(name, merged[name])
+            return Search(merged["k"], None, merged["oversample"], merged["filter"] or None)
         stage1 = merged["stage1"] or self.compressor.outputs[0].name
         output = self.compressor.output(stage1)  # InvalidInput naming the outputs it has
-        nonzeros = merged["query_nonzeros"]
         for name in ("k", "oversample") + (("query_nonzeros",) if nonzeros is not None else ()):
-            value = merged[name]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInput(f"{name} must be a positive integer, not {value!r}")
+            _positive(name, merged[name])
         if nonzeros is not None and output.kind != "sparse":
             raise InvalidInput(f"query_nonzeros applies to a sparse stage 1; '{stage1}' is dense")
         return Search(merged["k"], stage1, merged["oversample"], merged["filter"] or None,
@@ -192,7 +230,23 @@ class MatryoshkaRetriever(BaseRetriever):
 
     def _encode(self, vector: list[float], search: Search) -> tuple[np.ndarray, Any]:
         query = np.asarray([vector], dtype=np.float32)
+        if self.compressor is None or search.stage1 is None:
+            return query, None
         return query, self.compressor.encode_queries(query, search.stage1, search.query_nonzeros)
+
+    def _full_name(self) -> str:
+        """The full vector's field: ``full_vector``, else ``""``, else the only dense one."""
+        if self.full_vector is not None:
+            return self.full_vector
+        fields = self._store().describe(self.collection).fields
+        if "" in fields:
+            return ""
+        return CollectionInfo(self.collection, 0, fields).dense(None).name
+
+    def _native(self, full: np.ndarray, search: Search) -> list[list[Hit]]:
+        """A native plan: the full vector through the engine's quantizer, rescored."""
+        return self._store().search(self.collection, self._full_name(), full, search.k,
+                                    filter=search.filter, rescore=search.oversample)
 
     def _documents(self, hits: list[Hit], search: Search) -> list[Document]:
         layout = self.layout()
@@ -226,6 +280,8 @@ class MatryoshkaRetriever(BaseRetriever):
     ) -> list[Document]:
         search = self._search(kwargs)
         full, small = self._encode(self.embeddings.embed_query(query), search)
+        if search.stage1 is None:
+            return self._documents(self._native(full, search)[0], search)
         hits = self._store().two_stage_search(
             self.collection, full, search.stage1, small, search.k,
             oversample=search.oversample, full_vector=self.full_vector, filter=search.filter,
@@ -239,6 +295,11 @@ class MatryoshkaRetriever(BaseRetriever):
         search = self._search(kwargs)
         full, small = self._encode(await self.embeddings.aembed_query(query), search)
         store = self._store()
+        if search.stage1 is None:
+            found = await asyncio.to_thread(self._native, full, search)
+            if self._layout is None:
+                await asyncio.to_thread(self.layout)
+            return self._documents(found[0], search)
         arguments = (self.collection, full, search.stage1, small, search.k)
         options: dict[str, Any] = {
             "oversample": search.oversample,
@@ -255,3 +316,8 @@ class MatryoshkaRetriever(BaseRetriever):
         if self._layout is None:
             await asyncio.to_thread(self.layout)
         return self._documents(hits[0], search)
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{name} must be a positive integer, not {value!r}")

@@ -335,6 +335,10 @@ def migrate(
     = False,
     new_name: Annotated[str | None, typer.Option(help="Copy mode: name of the new collection "
                                                  "(default <collection>_mrl).")] = None,
+    plan_file: Annotated[Path | None, typer.Option(
+        "--plan", help="Apply what mrl-compress plan chose: a native plan sets the quantizer "
+        "on the full vector, a composed one migrates its compressor with its quantizer "
+        "(leave out --compressor, --quantize and --mode).")] = None,
 ) -> None:
     """Write the compressor's outputs beside every stored vector (resumable, verified).
 
@@ -351,6 +355,9 @@ def migrate(
 
     if verify != "all" and not verify.isdigit():
         raise InvalidInput(f"--verify: expected a number of points or 'all', found '{verify}'")
+    if plan_file is not None:
+        compressor, quantize, mode = _from_plan(plan_file, target, collection, compressor,
+                                                quantize, mode)
     store = connect(target)
     try:
         plan = migration.plan(store, collection, compressor, vector=vector, mode=mode,
@@ -388,6 +395,36 @@ def _print_report(report: Any) -> None:
     for line in report.lines():
         console.print(line, highlight=False, soft_wrap=True)
     report.raise_if_failed()
+
+
+def _from_plan(path: Path, target: str, collection: str, compressor: Path | None,
+               quantize: str | None, mode: str) -> tuple[Path | None, str | None, str]:
+    """``migrate --plan``: the compressor, quantizer and mode the plan chose."""
+    from mrl_compress.frontier import PlanFile
+    from mrl_compress.migration import compressor_sha256
+
+    given = [flag for flag, value in (("--compressor", compressor), ("--quantize", quantize))
+             if value is not None] + (["--mode"] if mode != "auto" else [])
+    if given:
+        raise InvalidInput(f"--plan sets the compressor, quantizer and mode: leave out "
+                           f"{', '.join(given)}")
+    made = PlanFile.read(path)
+    made.check(target, collection)
+    chosen = made.candidate
+    quantizer = None if chosen.quantizer == "float32" else chosen.quantizer
+    if chosen.native:
+        console.print(f"plan: the engine's {chosen.quantizer} on the full vector (native)",
+                      highlight=False)
+        return None, quantizer, "native"
+    assert chosen.compressor is not None
+    artifact = Path(chosen.compressor)
+    if compressor_sha256(artifact) != made.compressor_sha256:
+        raise InvalidInput(f"{artifact} is not the artifact the plan measured (its manifest's "
+                           "sha256 differs): run mrl-compress plan again")
+    console.print(f"plan: {chosen.output} of {artifact} as {chosen.quantizer}; every output "
+                  "of the artifact is written (fit with only that --dims to write one)",
+                  highlight=False)
+    return artifact, quantizer, "auto"
 
 
 @app.command()

@@ -151,8 +151,11 @@ def measure(candidate: Candidate, docs: np.ndarray, queries: np.ndarray, truth: 
     else:
         assert model is not None and candidate.output is not None
         output = model.output(candidate.output)
-        scratch.create_collection(name, [full])
-        scratch.add_outputs(name, [output], q)
+        # both fields at creation: Milvus cannot add one later, and Edge reopens only once
+        scratch.create_collection(name, [full, VectorField(output.name, "dense", output.size,
+                                                           output.distance)])
+        if q:
+            scratch.set_quantizer(name, output.name, q)
         encoded = model.encode(docs)
         _upsert(scratch, name, ids, {"full": docs, output.name: encoded[output.name]})
         small_queries = model.encode_queries(queries, output.name)

@@ -180,3 +180,82 @@ def test_plan_refuses_bad_input_before_measuring(
     code, _, err = plan_cli(capsys, *base, "--budget", "48", "--target", "0.9")
     assert code == 2 and "exactly one of --budget BYTES and --target RECALL" in err
     assert not (tmp_path / "p.json").exists()
+
+
+def fresh_collection(root: Path, artifact: Path) -> tuple[str, np.ndarray]:
+    from mrl_compress.adapters import VectorField, connect
+    from tests.conftest import DATA
+
+    stored = np.load(DATA / "wordnet-gloss" / "corpus.minilm.f16.npy", mmap_mode="r")
+    x = np.asarray(stored[:4000], dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    uri = f"edge:{root / 'edge'}"
+    store = connect(uri)
+    store.create_collection("docs", [VectorField("", "dense", 384, "cosine")])
+    store.upsert("docs", list(range(len(x))), {"": x}, [{"text": str(i)} for i in range(len(x))])
+    store.close()
+    return uri, x
+
+
+def migrate_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from mrl_compress.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["migrate", *args])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+@pytest.mark.parametrize("kind", ["native", "composed"])
+def test_plan_then_migrate_then_the_retriever_serves_it(
+    kind: str, collection: tuple[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from langchain_core.embeddings import Embeddings
+
+    from mrl_compress.adapters import connect
+    from mrl_compress.adapters.langchain import MatryoshkaRetriever
+
+    _, artifact = collection
+    uri, x = fresh_collection(tmp_path, artifact)
+    out = tmp_path / "plan.json"
+    native, composed, budget = ("turbo2", "", "96") if kind == "native" else ("", "turbo2", "48")
+    code, _, err = plan_cli(
+        capsys, "--source", uri, "--collection", "docs", "--budget", budget, "--compressor",
+        str(artifact), "--native", native, "--composed", composed, "--sample", "3000",
+        "--n-queries", "100", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    args = ("--target", uri, "--collection", "docs", "--plan", str(out))
+    code, _, err = migrate_cli(capsys, *args, "--quantize", "int8")
+    assert code == 2 and "--plan sets the compressor, quantizer and mode: leave out --quantize" \
+        in err
+    code, _, err = migrate_cli(capsys, "--target", uri, "--collection", "other", "--plan",
+                               str(out))
+    assert code == 2 and "the plan was made for collection 'docs'" in err
+    code, text, err = migrate_cli(capsys, *args)
+    assert code == 0, err
+    store = connect(uri)
+    fields = store.describe("docs").fields
+    if kind == "native":
+        assert fields[""].quantization == "turbo2" and set(fields) == {""}
+    else:
+        assert fields["mrl_192"].quantization == "turbo2" and fields[""].quantization is None
+
+    class Lookup(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [x[int(t)].tolist() for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return x[int(text)].tolist()
+
+    retriever = MatryoshkaRetriever.from_plan(out, store, embeddings=Lookup(), k=10)
+    assert retriever.stage1 == (None if kind == "native" else "mrl_192")
+    queries = list(range(3900, 4000))
+    exact = np.argsort(-(x[queries] @ x.T), axis=1)[:, :10]
+    found = [[int(d.page_content) for d in retriever.invoke(str(q))] for q in queries]
+    recall = np.mean([len(set(f) & set(e.tolist())) / 10 for f, e in zip(found, exact,
+                                                                         strict=True)])
+    assert recall > 0.9, recall  # x3 rescored by the full vector
+    store.close()

@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
         "the LangChain retriever needs langchain-core: pip install 'mrl-compress[langchain]'"
     ) from None
 
-from mrl_compress.adapters.langchain_store import ID_KEY
+from mrl_compress.adapters.langchain_store import ID_KEY, per_call, positive
 from mrl_compress.adapters.langchain_store import MatryoshkaVectorStore as MatryoshkaVectorStore
 
 METADATA_KEY = "_mrl"
@@ -181,26 +181,20 @@ class MatryoshkaRetriever(BaseRetriever):
     # -- settings ---------------------------------------------------------------------------
 
     def _search(self, overrides: dict[str, Any]) -> Search:
-        unknown = sorted(set(overrides) - set(PER_CALL))
-        if unknown:
-            raise InvalidInput(
-                f"unknown retriever argument(s) {', '.join(unknown)}: "
-                f"per call it accepts {', '.join(PER_CALL)}"
-            )
-        merged = {name: getattr(self, name) for name in PER_CALL}
-        merged.update({name: value for name, value in overrides.items() if value is not None})
+        merged = per_call(self, PER_CALL, overrides, "retriever argument",
+                          f"per call it accepts {', '.join(PER_CALL)}")
         nonzeros = merged["query_nonzeros"]
         if self.compressor is None:  # a native plan: no stage-1 field
             if merged["stage1"] is not None or nonzeros is not None:
                 raise InvalidInput("stage1 and query_nonzeros need a compressor; this retriever "
                                    "searches the full vector through the engine's quantizer")
             for name in ("k", "oversample"):
-                _positive(name, merged[name])
+                positive(name, merged[name])
             return Search(merged["k"], None, merged["oversample"], merged["filter"] or None)
         stage1 = merged["stage1"] or self.compressor.outputs[0].name
         output = self.compressor.output(stage1)  # InvalidInput naming the outputs it has
         for name in ("k", "oversample") + (("query_nonzeros",) if nonzeros is not None else ()):
-            _positive(name, merged[name])
+            positive(name, merged[name])
         if nonzeros is not None and output.kind != "sparse":
             raise InvalidInput(f"query_nonzeros applies to a sparse stage 1; '{stage1}' is dense")
         return Search(merged["k"], stage1, merged["oversample"], merged["filter"] or None,
@@ -316,8 +310,3 @@ class MatryoshkaRetriever(BaseRetriever):
         if self._layout is None:
             await asyncio.to_thread(self.layout)
         return self._documents(hits[0], search)
-
-
-def _positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"{name} must be a positive integer, not {value!r}")

@@ -312,9 +312,8 @@ class MatryoshkaVectorStore(VectorStore):
         """
         texts = list(texts)
         _no_more(kwargs, "add_texts")
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), max(1, batch_size)):
-            vectors.extend(self._embeddings.embed_documents(texts[start : start + batch_size]))
+        vectors = [v for part in _parts(texts, batch_size)
+                   for v in self._embeddings.embed_documents(part)]  # fmt: skip
         return self._write(texts, vectors, metadatas, ids)
 
     async def aadd_texts(
@@ -329,10 +328,8 @@ class MatryoshkaVectorStore(VectorStore):
         """:meth:`add_texts` with ``aembed_documents``; the write runs in a worker thread."""
         texts = list(texts)
         _no_more(kwargs, "aadd_texts")
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), max(1, batch_size)):
-            part = texts[start : start + batch_size]
-            vectors.extend(await self._embeddings.aembed_documents(part))
+        vectors = [v for part in _parts(texts, batch_size)
+                   for v in await self._embeddings.aembed_documents(part)]  # fmt: skip
         return await asyncio.to_thread(self._write, texts, vectors, metadatas, ids)
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
@@ -480,22 +477,15 @@ class MatryoshkaVectorStore(VectorStore):
     # -- search ---------------------------------------------------------------------------
 
     def _search(self, k: int, filter: Filter | None, options: Mapping[str, Any]) -> Search:
-        unknown = sorted(set(options) - set(SEARCH_OPTIONS))
-        if unknown:
-            raise InvalidInput(
-                f"unknown search argument(s) {', '.join(unknown)}: a search accepts k, filter, "
-                f"{', '.join(SEARCH_OPTIONS)}"
-            )
-        merged = {name: getattr(self, name) for name in SEARCH_OPTIONS}
-        merged.update({n: v for n, v in options.items() if v is not None})
+        merged = per_call(self, SEARCH_OPTIONS, options, "search argument",
+                          f"a search accepts k, filter, {', '.join(SEARCH_OPTIONS)}")
         output = self.compressor.output(merged["stage1"])  # InvalidInput naming the outputs
         nonzeros = merged["query_nonzeros"]
         checked = {"k": k, "oversample": merged["oversample"]}
         if nonzeros is not None:
             checked["query_nonzeros"] = nonzeros
         for name, value in checked.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInput(f"{name} must be a positive integer, not {value!r}")
+            positive(name, value)
         if nonzeros is not None and output.kind != "sparse":
             raise InvalidInput(
                 f"query_nonzeros applies to a sparse stage 1; '{output.name}' is dense"
@@ -681,6 +671,30 @@ def _unpack(
 def _no_more(kwargs: Mapping[str, Any], what: str) -> None:
     if kwargs:
         raise InvalidInput(f"{what} got unknown argument(s) {', '.join(sorted(kwargs))}")
+
+
+def _parts(texts: list[str], batch_size: int) -> list[list[str]]:
+    """``texts`` ``batch_size`` at a time (at least one), one ``embed_documents`` call each."""
+    return [texts[start : start + batch_size] for start in range(0, len(texts), max(1, batch_size))]
+
+
+def per_call(owner: Any, names: Sequence[str], given: Mapping[str, Any], what: str,
+             accepts: str) -> dict[str, Any]:
+    """The settings ``names`` of ``owner`` (a vector store, a retriever), with those ``given``
+    to one call over them (None: the owner's); a name not among them is refused with ``what``
+    and ``accepts`` (InvalidInput "unknown {what}(s) ...: {accepts}")."""
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise InvalidInput(f"unknown {what}(s) {', '.join(unknown)}: {accepts}")
+    merged = {name: getattr(owner, name) for name in names}
+    merged.update({name: value for name, value in given.items() if value is not None})
+    return merged
+
+
+def positive(name: str, value: Any) -> None:
+    """InvalidInput unless ``value`` (the setting ``name``) is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{name} must be a positive integer, not {value!r}")
 
 
 def collection_exists(store: Store, collection: str) -> bool:

@@ -34,24 +34,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from mrl_compress import quantizers
+from mrl_compress import quantizers, store
 from mrl_compress.errors import Conflict, InvalidInput, NotFound, StoreError, require
 from mrl_compress.outputs import Output, SparseBatch
 from mrl_compress.quantizers import Quantizer
-from mrl_compress.store import (
-    Batch,
-    CollectionInfo,
-    Filter,
-    Hit,
-    PointId,
-    VectorField,
-    Vectors,
-    check_quantizer,
-    check_rescore,
-    collection_not_found,
-    reservoir_sample,
-    vector_not_found,
-)
+from mrl_compress.store import Batch, CollectionInfo, Filter, Hit, PointId, VectorField, Vectors
 
 T = TypeVar("T")
 
@@ -292,7 +279,7 @@ class MilvusStore:
         if n < 1:
             raise InvalidInput(f"sample size must be at least 1, got {n}")
         batches = self.iter_batches(collection, vector, batch_size=2048, with_payload=False)
-        return reservoir_sample(batches, n, seed)
+        return store.reservoir_sample(batches, n, seed)
 
     # ── schema changes ───────────────────────────────────────────────────────────────────
 
@@ -395,7 +382,7 @@ class MilvusStore:
 
     def _quantizer(self, name: str | None) -> Quantizer:
         engine = "Milvus Lite" if self._lite else "Milvus"
-        return check_quantizer(name, engine, self.quantizers())
+        return store.check_quantizer(name, engine, self.quantizers())
 
     def set_quantizer(self, collection: str, vector: str, quantize: str | None) -> None:
         """Replace the index of the dense field ``vector`` by the quantizer's index (None or
@@ -520,7 +507,7 @@ class MilvusStore:
         ``k * rescore`` best by the codes come back with their stored float vectors and are
         rescored here exactly (COSINE and IP fields), as :meth:`two_stage_search` reranks."""
         schema = self._schema(collection)
-        x = check_rescore(rescore)
+        x = store.check_rescore(rescore)
         vf = self._field(schema, vector)
         if x is not None and vf.kind == "dense" and vf.quantization is not None:
             matrix = _as_matrix(queries)  # type: ignore[arg-type]
@@ -565,7 +552,7 @@ class MilvusStore:
         queries = _as_matrix(queries)
         full = self._full_field(schema, stage1, queries.shape[1], full_vector)
         limit = max(k, k * oversample)
-        x = check_rescore(rescore)
+        x = store.check_rescore(rescore)
         small = self._field(schema, stage1)
         refine = x is not None and small.kind == "dense" and small.quantization is not None
         outputs = schema.payload_fields + [full.name]
@@ -641,7 +628,7 @@ class MilvusStore:
     def drop_collection(self, collection: str) -> None:
         self._schemas.pop(collection, None)
         if not self._exists(collection):
-            raise collection_not_found(
+            raise store.collection_not_found(
                 collection, self._call("list collections", self._client.list_collections)
             )
         self._call(f"drop collection '{collection}'", self._client.drop_collection, collection)
@@ -691,7 +678,7 @@ class MilvusStore:
             return cached
         if not self._exists(collection):
             names = self._call("list collections", self._client.list_collections)
-            raise collection_not_found(collection, names)
+            raise store.collection_not_found(collection, names)
         raw = self._call(f"describe '{collection}'", self._client.describe_collection, collection)
         if cached is not None and _identity(raw) == _identity(cached.raw):
             indexes = cached.indexes
@@ -744,7 +731,7 @@ class MilvusStore:
 
     def _field(self, schema: _Schema, name: str) -> VectorField:
         if name not in schema.vectors:
-            raise vector_not_found(schema.name, name, list(schema.vectors))
+            raise store.vector_not_found(schema.name, name, list(schema.vectors))
         return schema.vectors[name]
 
     def _full_field(self, schema: _Schema, stage1: str, dim: int, name: str | None) -> VectorField:

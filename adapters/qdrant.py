@@ -18,7 +18,8 @@ Compressed outputs become named vectors of the same points (``create_vector_name
 a ``prefetch`` on the small field, then the full vector rescoring that shortlist
 (https://qdrant.tech/documentation/concepts/hybrid-queries/#multi-stage-queries).
 
-The pure helpers below (filters, query checks, conversion of sparse rows) are shared with
+The pure helpers below (vector fields from a config, filters, query checks, conversion of
+rows, scroll pages, ``describe``'s answer, the two-stage prefetches) are shared with
 :mod:`mrl_compress.adapters.qdrant_edge`, which speaks the same engine in-process.
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from itertools import chain
 from typing import Any, TypeVar
@@ -35,24 +36,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from mrl_compress import quantizers
+from mrl_compress import quantizers, store
 from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
 from mrl_compress.outputs import Output, SparseBatch
 from mrl_compress.quantizers import Quantizer
-from mrl_compress.store import (
-    Batch,
-    CollectionInfo,
-    Filter,
-    Hit,
-    PointId,
-    VectorField,
-    Vectors,
-    check_quantizer,
-    check_rescore,
-    collection_not_found,
-    reservoir_sample,
-    vector_not_found,
-)
+from mrl_compress.store import Batch, CollectionInfo, Filter, Hit, PointId, VectorField, Vectors
 
 T = TypeVar("T")
 
@@ -92,7 +80,7 @@ def default_vector(collection: str, fields: Mapping[str, VectorField], name: str
     if name is None and "" in fields and fields[""].kind == "dense":
         return ""
     if name is not None and name not in fields:
-        raise vector_not_found(collection, name, list(fields))
+        raise store.vector_not_found(collection, name, list(fields))
     info = CollectionInfo(collection, 0, dict(fields))
     return info.dense(name).name
 
@@ -137,20 +125,55 @@ def fields_of(params: Any) -> dict[str, VectorField]:
     dense = params.vectors
     if dense is not None and not isinstance(dense, dict):
         dense = {"": dense}
+    return vector_fields(dense, params.sparse_vectors)
+
+
+def vector_fields(dense: Mapping[str, Any] | None, sparse: Iterable[str] | None
+                  ) -> dict[str, VectorField]:
+    """The fields of a collection from the params of its dense vectors (objects of
+    qdrant-client's models, or the dicts of Edge's ``edge_config.json``) and the names of its
+    sparse ones."""
     fields = {
-        name: VectorField(name, "dense", int(p.size), distance_name(p.distance),
-                          quantization_of(getattr(p, "quantization_config", None)))
+        name: VectorField(name, "dense", int(config_value(p, "size")),
+                          distance_name(config_value(p, "distance")),
+                          quantization_of(config_value(p, "quantization_config")))
         for name, p in (dense or {}).items()
     }
-    for name in params.sparse_vectors or {}:
+    for name in sparse or {}:
         fields[name] = VectorField(name, "sparse", None, None)
     return fields
 
 
+def config_value(config: Any, key: str) -> Any:
+    """``key`` of a config read from qdrant-client (an object) or from Edge (a dict)."""
+    return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+
+
 def field_of(collection: str, fields: Mapping[str, VectorField], name: str) -> VectorField:
     if name not in fields:
-        raise vector_not_found(collection, name, list(fields))
+        raise store.vector_not_found(collection, name, list(fields))
     return fields[name]
+
+
+def quantizable(collection: str, fields: Mapping[str, VectorField], name: str) -> VectorField:
+    """The dense field ``name``, whose quantizer :meth:`set_quantizer` sets (NotFound when
+    there is none; a sparse one has no quantizer)."""
+    field = field_of(collection, fields, name)
+    if field.kind != "dense":
+        raise InvalidInput(f"vector '{name}' of '{collection}' is sparse: only dense "
+                           "vectors have a quantizer")
+    return field
+
+
+def same_fields(collection: str, have: Mapping[str, VectorField],
+                fields: Sequence[VectorField]) -> None:
+    """``create_collection`` of an existing collection: a no-op with the same fields (a
+    resumed migration), Conflict with others."""
+    if dict(have) != {f.name: f for f in fields}:
+        raise Conflict(
+            f"collection '{collection}' already exists with other vector fields: "
+            "drop it or choose another name"
+        )
 
 
 def check_queries(field: VectorField, queries: Vectors) -> Vectors:
@@ -189,6 +212,38 @@ def vector_rows(values: Vectors, sparse: Callable[[list[int], list[float]], Any]
     return np.atleast_2d(np.asarray(values, dtype=np.float32)).tolist()
 
 
+PointVector = Callable[[Vectors], list[Any]]
+"""A store's conversion of checked rows to its engine's values (``vector_rows`` with its
+sparse vector type)."""
+
+
+def point_rows(collection: str, fields: Mapping[str, VectorField],
+               vectors: Mapping[str, Vectors], point_vector: PointVector) -> dict[str, list[Any]]:
+    """The engine's values of each named field's rows, checked against ``fields``."""
+    return {
+        name: point_vector(check_queries(field_of(collection, fields, name), values))
+        for name, values in vectors.items()
+    }
+
+
+def two_stage_rows(
+    collection: str,
+    fields: Mapping[str, VectorField],
+    stage1: str,
+    stage1_queries: Vectors,
+    queries: Any,
+    full_vector: str | None,
+    point_vector: PointVector,
+) -> tuple[str, list[Any], list[Any]]:
+    """(the full field, the stage-1 rows, the full rows) of a two-stage search, each
+    query checked against its field (:func:`rerank_vector` finds the full one)."""
+    full = rerank_vector(collection, fields, full_vector, stage1, queries)
+    shortlist = point_vector(check_queries(field_of(collection, fields, stage1), stage1_queries))
+    rerank = point_vector(check_queries(fields[full], queries))
+    same_length(len(rerank), len(shortlist))
+    return full, shortlist, rerank
+
+
 def payload_filter(filter: Filter | None, models: Any) -> Any | None:
     """``{"metadata.lang": "en"}`` -> ``Filter(must=[FieldCondition(key, MatchValue)])``.
 
@@ -215,6 +270,11 @@ def has_vector(models: Any, name: str) -> Any:
     if getattr(models, "__name__", "") == "qdrant_edge":
         return models.HasVectorCondition(name)
     return models.HasVectorCondition(has_vector=name)
+
+
+def holding_all(models: Any, names: Sequence[str]) -> Any:
+    """A filter keeping the points that hold every vector of ``names``."""
+    return models.Filter(must=[has_vector(models, n) for n in names])
 
 
 def lacking_any(models: Any, names: Sequence[str]) -> Any | None:
@@ -292,6 +352,17 @@ def langchain_layout(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     return {}
 
 
+def collection_info(collection: str, count: int, fields: dict[str, VectorField],
+                    aliases: Mapping[str, str], first: Sequence[Any]) -> CollectionInfo:
+    """What ``describe`` says of ``collection``: ``aliases`` is the store's alias table
+    (an alias lists itself among its collection's, as Edge and Milvus do), ``first`` a
+    scroll of one point, whose payload tells the LangChain layout."""
+    target = aliases.get(collection, collection)
+    layout = langchain_layout(first[0].payload if first else None)
+    return CollectionInfo(collection, int(count), fields,
+                          aliases=[a for a, name in aliases.items() if name == target], **layout)
+
+
 def needs_field(collection: str, fields: Mapping[str, VectorField], output: Output) -> bool:
     """False when ``output`` already has its field; :class:`Conflict` when the name is taken."""
     found = fields.get(output.name)
@@ -325,7 +396,7 @@ def shortlist_params(models: Any, field: VectorField, rescore: float | None = No
     """
     if field.kind != "dense" or field.quantization is None:
         return None
-    x = check_rescore(rescore)
+    x = store.check_rescore(rescore)
     codes = (models.QuantizationSearchParams(rescore=False) if x is None
              else models.QuantizationSearchParams(rescore=True, oversampling=x))  # fmt: skip
     return models.SearchParams(quantization=codes)
@@ -346,7 +417,7 @@ def quantization_of(config: Any) -> str | None:
         return None
 
     def part(obj: Any, key: str) -> Any:
-        value = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+        value = config_value(obj, key)
         return None if value is None else getattr(value, "value", value)
 
     scalar, binary, turbo, product = (part(config, key)
@@ -504,6 +575,20 @@ def to_batch(
     )
 
 
+def pages(
+    scroll: Callable[[Any], tuple[Sequence[Any], Any]], offset: Any = None
+) -> Iterator[tuple[Sequence[Any], Any]]:
+    """A scroll from ``offset`` to the end: each non-empty page of records with the offset
+    after it (None after the last). ``scroll(offset)`` is one request, as Qdrant and Edge
+    answer it: (records, the offset to continue from or None)."""
+    while True:
+        records, offset = scroll(offset)
+        if records:
+            yield records, offset
+        if offset is None:
+            return
+
+
 def point_id(raw: Any) -> PointId:
     """An engine's point id as the protocol's int or str: Qdrant Edge hands UUID ids back as
     ``uuid.UUID`` objects (qdrant-client as strings), which neither match the ids a caller
@@ -613,22 +698,26 @@ class QdrantStore:
 
     def _call(self, what: str, action: Callable[[], T]) -> T:
         """Run one client call; retry transient failures on a server, then one clear error."""
-        tries = 1 if self._local else TRIES
-        for attempt in range(tries):
+        for attempt in range(TRIES):
             try:
                 return action()
             except MrlCompressError:
                 raise
             except Exception as error:  # the client raises many types: translate them once
-                if self._local or not is_transient(error):
-                    raise StoreError(f"Qdrant could not {what}: {one_line(error)}") from error
-                if attempt + 1 == tries:
-                    raise StoreError(
-                        f"cannot reach Qdrant at {self._where} after {tries} tries: "
-                        f"{one_line(error)}"
-                    ) from error
-                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                time.sleep(self._backoff(what, error, attempt))
         raise AssertionError("unreachable")
+
+    def _backoff(self, what: str, error: Exception, attempt: int) -> float:
+        """Seconds to wait before trying ``what`` again after ``error`` failed attempt
+        ``attempt`` (0, 1, ...); the one-line StoreError instead when no try is left: local
+        mode and errors that are not transient get one, a server ``TRIES``."""
+        if self._local or not is_transient(error):
+            raise StoreError(f"Qdrant could not {what}: {one_line(error)}") from error
+        if attempt + 1 == TRIES:
+            raise StoreError(
+                f"cannot reach Qdrant at {self._where} after {TRIES} tries: {one_line(error)}"
+            ) from error
+        return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
 
     def _collections(self) -> list[str]:
         listed = self._call("list collections", self._client.get_collections)
@@ -643,7 +732,7 @@ class QdrantStore:
 
     def _require(self, collection: str) -> None:
         if not self._exists(collection):
-            raise collection_not_found(collection, self._collections())
+            raise store.collection_not_found(collection, self._collections())
 
     def _fields(self, collection: str) -> dict[str, VectorField]:
         self._require(collection)
@@ -682,11 +771,7 @@ class QdrantStore:
             "read a point",
             lambda: client.scroll(collection, limit=1, with_payload=True, with_vectors=False),
         )
-        known = self._aliases()
-        name = known.get(collection, collection)  # an alias lists itself, as Edge and Milvus do
-        aliases = [a for a, target in known.items() if target == name]
-        layout = langchain_layout(first[0].payload if first else None)
-        return CollectionInfo(collection, int(count), fields, aliases=aliases, **layout)
+        return collection_info(collection, count, fields, self._aliases(), first)
 
     def iter_batches(
         self,
@@ -704,44 +789,29 @@ class QdrantStore:
         for name in missing:
             field_of(collection, fields, name)  # NotFound for a missing field
         where = lacking_any(self._models, missing)
-        while True:
-            records, offset = self._call(
-                f"scroll '{collection}'",
-                partial(
-                    self._client.scroll,
-                    collection,
-                    limit=batch_size,
-                    offset=offset,
-                    with_payload=with_payload,
-                    with_vectors=names,
-                    scroll_filter=where,
-                ),
-            )
-            if records:
-                yield to_batch(collection, records, names, fields, offset, with_payload)
-            if offset is None:
-                return
+        scroll = partial(self._client.scroll, collection, limit=batch_size,
+                         with_payload=with_payload, with_vectors=names, scroll_filter=where)
+        for records, after in pages(self._scroll(collection, scroll), offset):
+            yield to_batch(collection, records, names, fields, after, with_payload)
 
     def point_ids(self, collection: str, batch_size: int = 2048) -> Iterator[list[PointId]]:
         self._require(collection)
-        offset = None
-        while True:
-            records, offset = self._call(
-                f"scroll '{collection}'",
-                partial(self._client.scroll, collection, limit=batch_size, offset=offset,
-                        with_payload=False, with_vectors=False),
-            )  # fmt: skip
-            if records:
-                yield [point_id(record.id) for record in records]
-            if offset is None:
-                return
+        scroll = partial(self._client.scroll, collection, limit=batch_size, with_payload=False,
+                         with_vectors=False)
+        for records, _ in pages(self._scroll(collection, scroll)):
+            yield [point_id(record.id) for record in records]
+
+    def _scroll(self, collection: str, scroll: Callable[..., Any]
+                ) -> Callable[[Any], tuple[Sequence[Any], Any]]:
+        """One request of :func:`pages`: ``scroll`` (the client's, all but the offset set)."""
+        return lambda offset: self._call(f"scroll '{collection}'", partial(scroll, offset=offset))
 
     def count_having(self, collection: str, names: Sequence[str]) -> int:
         models = self._models
         fields = self._fields(collection)
         for name in names:
             field_of(collection, fields, name)  # NotFound for a missing field
-        where = models.Filter(must=[models.HasVectorCondition(has_vector=n) for n in names])
+        where = holding_all(models, names)
         return int(self._call(
             f"count points of '{collection}'",
             lambda: self._client.count(collection, count_filter=where, exact=True).count,
@@ -765,7 +835,7 @@ class QdrantStore:
 
     def sample(self, collection: str, vector: str | None, n: int, seed: int = 0) -> np.ndarray:
         batches = self.iter_batches(collection, vector, batch_size=1024, with_payload=False)
-        return reservoir_sample(batches, n, seed)
+        return store.reservoir_sample(batches, n, seed)
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -784,13 +854,8 @@ class QdrantStore:
         """A new collection; a repeated call with the same fields is a no-op (resumable)."""
         self._searched.clear()
         models = self._models
-        wanted = {f.name: f for f in fields}
         if self._exists(collection):
-            if self._fields(collection) != wanted:
-                raise Conflict(
-                    f"collection '{collection}' already exists with other vector fields: "
-                    "drop it or choose another name"
-                )
+            same_fields(collection, self._fields(collection), fields)
             return
         dense: dict[str, Any] = {
             f.name: models.VectorParams(size=int(f.size or 0), distance=self._distance(f.distance))
@@ -861,17 +926,14 @@ class QdrantStore:
     def _quantizer(self, name: str | None) -> Quantizer:
         engine = ("qdrant-client local mode (it keeps no quantization)" if self._local
                   else f"Qdrant {'.'.join(map(str, self._version))} at {self._where}")  # fmt: skip
-        return check_quantizer(name, engine, self.quantizers())
+        return store.check_quantizer(name, engine, self.quantizers())
 
     def set_quantizer(self, collection: str, vector: str, quantize: str | None) -> None:
         """``update_collection`` with the vector's new ``quantization_config`` (``Disabled``
         to remove it); the server keeps the vectors and rebuilds the codes in its optimizer
         (untested here: no server). Local mode: only float32, which changes nothing."""
         wanted = self._quantizer(quantize)
-        field = field_of(collection, self._fields(collection), vector)
-        if field.kind != "dense":
-            raise InvalidInput(f"vector '{vector}' of '{collection}' is sparse: only dense "
-                               "vectors have a quantizer")
+        field = quantizable(collection, self._fields(collection), vector)
         self._searched.clear()
         have = field.quantization or "float32"
         if self._local or have == wanted.name:
@@ -905,15 +967,6 @@ class QdrantStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _rows(
-        self, collection: str, fields: Mapping[str, VectorField], vectors: Mapping[str, Vectors]
-    ) -> dict[str, list[Any]]:
-        rows = {}
-        for name, values in vectors.items():
-            checked = check_queries(field_of(collection, fields, name), values)
-            rows[name] = self._point_vector(checked)
-        return rows
-
     def upsert(
         self,
         collection: str,
@@ -921,7 +974,7 @@ class QdrantStore:
         vectors: Mapping[str, Vectors],
         payloads: Sequence[dict[str, Any]] | None = None,
     ) -> None:
-        rows = self._rows(collection, self._fields(collection), vectors)
+        rows = point_rows(collection, self._fields(collection), vectors, self._point_vector)
         same_length(len(ids), *(len(r) for r in rows.values()), len(payloads or ids))
         points = [
             self._models.PointStruct(
@@ -931,29 +984,28 @@ class QdrantStore:
             )
             for i, pid in enumerate(ids)
         ]
-        for start in range(0, len(points), WRITE_CHUNK):
-            chunk = points[start : start + WRITE_CHUNK]
-            self._call(
-                f"upsert into '{collection}'",
-                partial(self._client.upsert, collection, chunk, wait=True),
-            )
+        self._write(f"upsert into '{collection}'", self._client.upsert, collection, points)
 
     def write_outputs(
         self, collection: str, ids: Sequence[PointId], encoded: Mapping[str, Vectors]
     ) -> None:
         """``update_vectors``: Qdrant replaces only the vectors named, payloads stay as-is."""
-        rows = self._rows(collection, self._fields(collection), encoded)
+        rows = point_rows(collection, self._fields(collection), encoded, self._point_vector)
         same_length(len(ids), *(len(r) for r in rows.values()))
         points = [
             self._models.PointVectors(id=pid, vector={name: r[i] for name, r in rows.items()})
             for i, pid in enumerate(ids)
         ]
+        self._write(f"write vectors into '{collection}'", self._client.update_vectors,
+                    collection, points)  # fmt: skip
+
+    def _write(self, what: str, write: Callable[..., Any], collection: str,
+               points: list[Any]) -> None:
+        """``write`` (the client's ``upsert`` or ``update_vectors``) ``WRITE_CHUNK`` points a
+        request, each waited for."""
         for start in range(0, len(points), WRITE_CHUNK):
             chunk = points[start : start + WRITE_CHUNK]
-            self._call(
-                f"write vectors into '{collection}'",
-                partial(self._client.update_vectors, collection, chunk, wait=True),
-            )
+            self._call(what, partial(write, collection, chunk, wait=True))
 
     # -- search ---------------------------------------------------------------------------
 
@@ -1035,7 +1087,7 @@ class QdrantStore:
                 oversample, full_vector, filter, unsynced, rescore,
             )  # fmt: skip
         if not await self._acall("list collections", lambda: client.collection_exists(collection)):
-            raise collection_not_found(collection, self._collections())
+            raise store.collection_not_found(collection, self._collections())
         info = await self._acall(
             f"read collection '{collection}'", lambda: client.get_collection(collection)
         )
@@ -1063,12 +1115,8 @@ class QdrantStore:
         rescore: float | None = None,
     ) -> list[Any]:
         models = self._models
-        full = rerank_vector(collection, fields, full_vector, stage1, queries)
-        shortlist = self._point_vector(
-            check_queries(field_of(collection, fields, stage1), stage1_queries)
-        )
-        rerank = self._point_vector(check_queries(fields[full], queries))
-        same_length(len(rerank), len(shortlist))
+        full, shortlist, rerank = two_stage_rows(collection, fields, stage1, stage1_queries,
+                                                 queries, full_vector, self._point_vector)
         where = payload_filter(filter, models)
         return [
             models.QueryRequest(
@@ -1098,21 +1146,13 @@ class QdrantStore:
 
     async def _acall(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
         """:meth:`_call` for coroutines: the same retries and the same one-line errors."""
-        tries = 1 if self._local else TRIES
-        for attempt in range(tries):
+        for attempt in range(TRIES):
             try:
                 return await action()
             except MrlCompressError:
                 raise
             except Exception as error:
-                if self._local or not is_transient(error):
-                    raise StoreError(f"Qdrant could not {what}: {one_line(error)}") from error
-                if attempt + 1 == tries:
-                    raise StoreError(
-                        f"cannot reach Qdrant at {self._where} after {tries} tries: "
-                        f"{one_line(error)}"
-                    ) from error
-                await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                await asyncio.sleep(self._backoff(what, error, attempt))
         raise AssertionError("unreachable")
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -1122,7 +1162,7 @@ class QdrantStore:
         self._searched.clear()
         models = self._models
         if collection not in self._collections():
-            raise collection_not_found(collection, self._collections())
+            raise store.collection_not_found(collection, self._collections())
         actions: list[Any] = []
         if alias in self._aliases():
             actions.append(
@@ -1148,7 +1188,7 @@ class QdrantStore:
     def drop_collection(self, collection: str) -> None:
         self._searched.clear()
         if collection not in self._collections():
-            raise collection_not_found(collection, self._collections())
+            raise store.collection_not_found(collection, self._collections())
         self._call(
             f"drop collection '{collection}'",
             lambda: self._client.delete_collection(collection),

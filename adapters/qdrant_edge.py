@@ -49,46 +49,40 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from mrl_compress import quantizers
+from mrl_compress import quantizers, store
 from mrl_compress.adapters.qdrant import (
     BINARY_BITS,
     QUERY_ENCODINGS,
     TURBO_BITS,
     check_queries,
+    collection_info,
     edge_enum_name,
     field_of,
+    holding_all,
     in_order,
     lacking_any,
-    langchain_layout,
     needs_field,
     offered,
     one_line,
+    pages,
     payload_filter,
     point_id,
-    quantization_of,
+    point_rows,
+    quantizable,
     read_names,
-    rerank_vector,
+    same_fields,
     same_length,
     shortlist_params,
     to_batch,
     two_stage_prefetches,
+    two_stage_rows,
+    vector_fields,
     vector_rows,
 )
 from mrl_compress.errors import Conflict, InvalidInput, MrlCompressError, StoreError, require
 from mrl_compress.outputs import Output
 from mrl_compress.quantizers import Quantizer
-from mrl_compress.store import (
-    Batch,
-    CollectionInfo,
-    Filter,
-    Hit,
-    PointId,
-    VectorField,
-    Vectors,
-    check_quantizer,
-    collection_not_found,
-    reservoir_sample,
-)
+from mrl_compress.store import Batch, CollectionInfo, Filter, Hit, PointId, VectorField, Vectors
 
 T = TypeVar("T")
 
@@ -201,13 +195,7 @@ class EdgeStore:
         except (FileNotFoundError, NotADirectoryError):
             self._configs.pop(name, None)
             return None
-        fields = {
-            field: VectorField(field, "dense", int(p["size"]), str(p["distance"]).lower(),
-                               quantization_of(p.get("quantization_config")))
-            for field, p in (config.get("vectors") or {}).items()
-        }
-        for field in config.get("sparse_vectors") or {}:
-            fields[field] = VectorField(field, "sparse", None, None)
+        fields = vector_fields(config.get("vectors"), config.get("sparse_vectors"))
         self._configs[name] = fields
         return fields
 
@@ -225,7 +213,7 @@ class EdgeStore:
         if fields is None or fresh or any(w not in fields for w in want):
             fields = self._read_config(name)
             if fields is None:
-                raise collection_not_found(collection, self._collections())
+                raise store.collection_not_found(collection, self._collections())
         return name, fields
 
     def _resolve(self, collection: str) -> str:
@@ -352,10 +340,8 @@ class EdgeStore:
             "read a point",
             lambda: shard.scroll(edge.ScrollRequest(limit=1, with_payload=True, with_vector=False)),
         )
-        target, fields = self._target(collection, fresh=True)
-        aliases = [a for a, name in self._aliases().items() if name == target]
-        layout = langchain_layout(first[0].payload if first else None)
-        return CollectionInfo(collection, int(count), fields, aliases=aliases, **layout)
+        _, fields = self._target(collection, fresh=True)
+        return collection_info(collection, count, fields, self._aliases(), first)
 
     def iter_batches(
         self,
@@ -408,16 +394,15 @@ class EdgeStore:
         edge = self._edge
         name, _ = self._target(collection)
         shard = self._open(name)
-        offset = None
-        while True:
+
+        def scroll(offset: Any) -> tuple[list[Any], Any]:
             request = edge.ScrollRequest(
                 offset=offset, limit=batch_size, with_payload=False, with_vector=False
             )
-            records, offset = self._call(f"scroll '{collection}'", partial(shard.scroll, request))
-            if records:
-                yield [point_id(record.id) for record in records]
-            if offset is None:
-                return
+            return self._call(f"scroll '{collection}'", partial(shard.scroll, request))
+
+        for records, _ in pages(scroll):
+            yield [point_id(record.id) for record in records]
 
     def count_having(self, collection: str, names: Sequence[str]) -> int:
         edge = self._edge
@@ -425,7 +410,7 @@ class EdgeStore:
         for field in names:
             field_of(collection, fields, field)  # NotFound for a missing field
         shard = self._open(name)
-        where = edge.Filter(must=[edge.HasVectorCondition(field) for field in names])
+        where = holding_all(edge, names)
         return int(self._call(
             f"count points of '{collection}'",
             lambda: shard.count(edge.CountRequest(exact=True, filter=where)),
@@ -449,7 +434,7 @@ class EdgeStore:
 
     def sample(self, collection: str, vector: str | None, n: int, seed: int = 0) -> np.ndarray:
         batches = self.iter_batches(collection, vector, batch_size=2048, with_payload=False)
-        return reservoir_sample(batches, n, seed)
+        return store.reservoir_sample(batches, n, seed)
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -490,7 +475,7 @@ class EdgeStore:
         return offered(self._edge)
 
     def _quantizer(self, name: str | None) -> Quantizer:
-        return check_quantizer(name, f"Qdrant Edge at {self._root}", self.quantizers())
+        return store.check_quantizer(name, f"Qdrant Edge at {self._root}", self.quantizers())
 
     def create_collection(
         self,
@@ -506,11 +491,7 @@ class EdgeStore:
                 "(it names a directory)"
             )
         if collection in self._collections():
-            if self._fields(collection, fresh=True) != {f.name: f for f in fields}:
-                raise Conflict(
-                    f"collection '{collection}' already exists with other vector fields: "
-                    "drop it or choose another name"
-                )
+            same_fields(collection, self._fields(collection, fresh=True), fields)
             return
         if collection in self._aliases():
             raise Conflict(f"'{collection}' is an alias: choose another collection name")
@@ -581,10 +562,7 @@ class EdgeStore:
         """
         wanted = self._quantizer(quantize)
         name, fields = self._target(collection, fresh=True)
-        field = field_of(collection, fields, vector)
-        if field.kind != "dense":
-            raise InvalidInput(f"vector '{vector}' of '{collection}' is sparse: only dense "
-                               "vectors have a quantizer")
+        field = quantizable(collection, fields, vector)
         if (field.quantization or "float32") == wanted.name:
             return
         self._reopen_quantized(collection, {vector: wanted})
@@ -641,10 +619,7 @@ class EdgeStore:
 
     def _rows(self, collection: str, vectors: Mapping[str, Vectors]) -> dict[str, list[Any]]:
         _, fields = self._target(collection, vectors)
-        return {
-            name: self._point_vector(check_queries(field_of(collection, fields, name), values))
-            for name, values in vectors.items()
-        }
+        return point_rows(collection, fields, vectors, self._point_vector)
 
     def upsert(
         self,
@@ -762,12 +737,8 @@ class EdgeStore:
         edge = self._edge
         want = (stage1,) if full_vector is None else (stage1, full_vector)
         name, fields = self._target(collection, want)
-        full = rerank_vector(collection, fields, full_vector, stage1, queries)
-        shortlist = self._point_vector(
-            check_queries(field_of(collection, fields, stage1), stage1_queries)
-        )
-        rerank = self._point_vector(check_queries(fields[full], queries))
-        same_length(len(rerank), len(shortlist))
+        full, shortlist, rerank = two_stage_rows(collection, fields, stage1, stage1_queries,
+                                                 queries, full_vector, self._point_vector)
         where = payload_filter(filter, edge)
         lacking = unsynced and self._may_lack(name, stage1)
         requests = [
@@ -789,7 +760,7 @@ class EdgeStore:
 
     def swap_alias(self, alias: str, collection: str) -> None:
         if collection not in self._collections():
-            raise collection_not_found(collection, self._collections())
+            raise store.collection_not_found(collection, self._collections())
         if alias in self._collections():
             raise Conflict(f"'{alias}' is a collection, not an alias: choose another alias name")
         self._write_aliases({**self._aliases(), alias: collection})
@@ -804,7 +775,7 @@ class EdgeStore:
     def drop_collection(self, collection: str) -> None:
         """Remove the shard directory and, as Qdrant does, the aliases that pointed at it."""
         if collection not in self._collections():
-            raise collection_not_found(collection, self._collections())
+            raise store.collection_not_found(collection, self._collections())
         shard = self._shards.pop(collection, None)
         if shard is not None:
             shard.close()
@@ -817,14 +788,10 @@ class EdgeStore:
             self._write_aliases({a: c for a, c in aliases.items() if c != collection})
 
     def close(self) -> None:
-        for shard in self._shards.values():
-            shard.flush()
-            shard.close()
-        self._shards.clear()
+        """Flush and close every shard and forget all that :meth:`refresh` forgets, and
+        which shards were written since their last optimize."""
+        self.refresh()
         self._dirty.clear()
-        self._configs.clear()
-        self._forget_fields()
-        self._alias_stamp = None
 
 
 def _joined(parts: list[Batch]) -> Batch:

@@ -174,7 +174,7 @@ class Compressor:
 
         The same numbers as the graph (tests hold it to 1e-5). The retriever encodes one query
         per call, where a graph run's fixed cost is more than the product itself: ~0.5 ms of a
-        1 ms two-stage call at 1M points (docs/benchmarks.md, fifth session).
+        1 ms two-stage call at 1M points (bench/results/history.md, fifth session).
         """
         if self._linear is None and is_linear(self.method, self.weights):
             self._linear = LinearMap(self.weights)
@@ -205,7 +205,7 @@ def _plain_norms(vectors: object, dim: int) -> np.ndarray | None:
     """The (n, 1) row lengths of a float32 (n, dim) array of finite, non-zero rows, else None
     (``validate`` then says what is wrong). The lengths are the check: a NaN or inf entry
     makes its row's length NaN or inf, a zero row makes it 0. Part of a one-query encode,
-    where every numpy call counts (docs/benchmarks.md, sixth session)."""
+    where every numpy call counts (bench/results/history.md, sixth session)."""
     if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
             and vectors.ndim == 2 and vectors.shape[1] == dim):
         return None

@@ -62,8 +62,8 @@ class TrainSettings:
     encoder: str | None = None
     # weight of the ranking loss on --pairs; None = the method's default (adaptor 0.25, csr
     # 0.1). The adaptor's was chosen on SciFact's train split (bench/quality.py
-    # --pair-weights, two seeds: 0.25 kept the most of 0.25 / 0.5 / 1 at 64 d); csr k = 32, test: 0.845 / 0.821
-    # at 0.1 / 1
+    # --pair-weights, two seeds: 0.25 kept the most of 0.25 / 0.5 / 1 at 64 d); csr k = 32,
+    # test: 0.845 / 0.821 at 0.1 / 1
     pair_weight: float | None = None
     # adaptor --pairs (None = yes; csr ignores it): the step's stored candidates are
     # negatives too, not only the other pairs' documents. SciFact test, 64 d, weight 0.5,

@@ -130,8 +130,15 @@ def fit(
 ) -> None:
     """Learn a compressor from stored vectors and save it as an artifact directory.
 
+    Prints the retention on held-out vectors beside the engine's own quantizers of the full
+    vector at the same budgets, measured in a scratch engine (Qdrant Edge; Milvus Lite for a
+    Milvus source), and PCA and prefix truncation.
+
     Example: mrl-compress fit --source corpus.npy --method adaptor --dims 64,128 --out docs.mrlc
     """
+    import tempfile
+
+    from mrl_compress.adapters import is_store_uri, scratch_for
     from mrl_compress.fitting import fit as fit_vectors
     from mrl_compress.retention import plot
 
@@ -139,14 +146,25 @@ def fit(
         raise InvalidInput(f"{out} already exists: choose another --out or pass --overwrite")
     vectors = read_source(source, collection, vector, column, sample, seed)
     pair_arrays = _read_pairs(pairs) if pairs else None
-    with progress_bar(f"fit {method}") as update:
-        result = fit_vectors(vectors, method, dims=_ints(dims, "--dims"), k=_ints(k, "--k"),
-                             hidden=hidden, pairs=pair_arrays, target=target, steps=steps,
-                             rotate=rotate, seed=seed, drop_invalid=drop_invalid,
-                             progress=update, **_options(option or []))
+    # the references are the engine's own quantizers, measured in a scratch store of the
+    # source's engine (Milvus Lite for Milvus; Qdrant Edge for Qdrant and for files)
+    engine = source if is_store_uri(source) and not Path(source).exists() else "edge:"
+    with tempfile.TemporaryDirectory(prefix="mrl-fit-") as folder:
+        def scratch() -> Any:
+            store = scratch_for(engine, folder)
+            err.print("measuring the engine's own quantizers of the full vector as references")
+            return store
+
+        with progress_bar(f"fit {method}") as update:
+            result = fit_vectors(vectors, method, dims=_ints(dims, "--dims"), k=_ints(k, "--k"),
+                                 hidden=hidden, pairs=pair_arrays, target=target, steps=steps,
+                                 rotate=rotate, seed=seed, drop_invalid=drop_invalid,
+                                 progress=update, scratch=scratch, **_options(option or []))
     if result.dropped:
         err.print(f"dropped {result.dropped} invalid row(s) (NaN/inf or all-zero)")
     console.print(retention_table(result.retention, f"{method}: retention on held-out vectors"))
+    if result.references is not None:
+        console.print(result.references.note, highlight=False)
     if result.reason:
         console.print(result.reason)
     path = result.compressor.save(out, overwrite=overwrite)

@@ -2,7 +2,10 @@
 
 Holds out a slice of the vectors, trains the chosen method on the rest (PyTorch), exports
 the ONNX graph, measures retention on the held-out slice through the *exported* graph (what
-serving will run), and optionally keeps only the smallest output meeting ``target``.
+serving will run), and optionally keeps only the smallest output meeting ``target``. Given a
+factory of scratch stores (the CLI hands in a Qdrant Edge shard), the retention table carries
+the engine's own quantizers of the full vector at our outputs' budgets, measured in that
+engine on the same vectors; without one it says they were not measured.
 """
 
 from __future__ import annotations
@@ -17,17 +20,21 @@ import numpy as np
 from mrl_compress import retention
 from mrl_compress.artifact import METHODS, Fingerprint, Manifest
 from mrl_compress.compressor import Compressor
-from mrl_compress.errors import InvalidInput, require
+from mrl_compress.errors import InvalidInput, MissingDependency, MrlCompressError, require
 from mrl_compress.outputs import Output
+from mrl_compress.retention import EngineReferences
 from mrl_compress.vectors import validate
 
 if TYPE_CHECKING:  # torch is imported only when training
+    from mrl_compress.store import VectorStore
     from mrl_compress.training.models import DenseNested, SparseTopK
 
 MIN_ROWS = 256
 CSR_ENCODER = "pursuit"  # csr's default serving encoder (see TrainSettings.encoder)
 LEARNS_FROM_PAIRS = ("adaptor", "csr")  # the methods whose loss has a ranking term for --pairs
 Progress = Callable[[int, int, float], None]
+Scratch = Callable[[], "VectorStore"]
+"""A factory of an empty scratch store of the engine (``adapters.scratch_for``); fit closes it."""
 
 
 @dataclass
@@ -40,6 +47,8 @@ class FitResult:
     seconds: float = 0.0
     model: object = None
     """The trained torch module (training side only; serving uses ``compressor``)."""
+    references: EngineReferences | None = None
+    """The engine rows of ``retention`` and what they were measured on, or why not."""
 
 
 def output_specs(method: str, dim: int, dims: Sequence[int], ks: Sequence[int],
@@ -80,9 +89,15 @@ def fit(
     seed: int = 0,
     drop_invalid: bool = False,
     progress: Progress | None = None,
+    scratch: Scratch | None = None,
     **options: object,
 ) -> FitResult:
     """Learn ``method`` from ``vectors`` (n, D); see docs/cli.md for every setting.
+
+    ``scratch``: a factory of an empty scratch store of the engine (e.g.
+    ``lambda: mrl_compress.adapters.scratch_for("edge:x", folder)``) in which the engine's
+    own quantizers of the full vector are measured as references (``retention`` rows of kind
+    ``engine``); without it the rows are absent and ``references.note`` says so.
 
     ``options`` are further training settings (fields of
     ``mrl_compress.training.methods.TrainSettings``, e.g. ``tau``, ``mix``, ``sequential``).
@@ -124,7 +139,11 @@ def fit(
     docs = train[: eval_docs]
     rows = retention.measure(compressor.encode, outputs, x[held_idx], docs,
                              encode_queries=compressor.encode_queries)
-    result = FitResult(compressor, rows, dropped=checked.dropped, model=model)
+    references = _engine_references(scratch, outputs, x[held_idx], docs)
+    rows = retention.combine(rows, references.rows)
+    manifest.settings["engine_references"] = references.to_json()
+    result = FitResult(compressor, rows, dropped=checked.dropped, model=model,
+                       references=references)
     if target is not None:
         result.chosen, result.reason = retention.choose(rows, outputs, target)
         if result.chosen is not None:
@@ -139,6 +158,22 @@ def fit(
     result.seconds = time.perf_counter() - started
     manifest.settings["fit_seconds"] = round(result.seconds, 1)
     return result
+
+
+def _engine_references(scratch: Scratch | None, outputs: Sequence[Output], queries: np.ndarray,
+                       docs: np.ndarray) -> EngineReferences:
+    if scratch is None:
+        return retention.not_measured("fit was given no scratch store")
+    try:
+        store = scratch()
+    except MissingDependency as e:
+        return retention.not_measured(str(e))
+    try:
+        return retention.engine_rows(outputs, queries, docs, store)
+    except MrlCompressError as e:  # the fit is done: keep it, and say what failed
+        return retention.not_measured(f"{store.uri} failed: {e}")
+    finally:
+        store.close()
 
 
 def _train(method: str, train: np.ndarray, outputs: list[Output],

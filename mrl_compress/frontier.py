@@ -391,20 +391,21 @@ def plot(rows: Sequence[Measured], stage: Stage, path: str | Path, title: str = 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    front = pareto(rows, stage)
     for r in rows:
         native = r.candidate.native
         ax.scatter(r.code_bytes, r.recall(stage), marker="s" if native else "o",
                    facecolors="none" if native else "tab:blue",
                    edgecolors="tab:gray" if native else "tab:blue", zorder=3)
+    for r in front:  # labels on the frontier only: the rest would overlap
         ax.annotate(r.candidate.label, (r.code_bytes, r.recall(stage)), fontsize=6,
-                    xytext=(3, 2), textcoords="offset points")
-    front = pareto(rows, stage)
+                    xytext=(4, -8), textcoords="offset points")
     ax.plot([r.code_bytes for r in front], [r.recall(stage) for r in front], color="tab:red",
             lw=1, zorder=2, label="frontier")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("code bytes per point in RAM (log scale)")
     ax.set_ylabel(f"{stage} recall@{K} vs exact")
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(max(0.0, min(r.recall(stage) for r in rows) - 0.05), 1.01)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or "candidates: hollow = the engine's quantizer alone, filled = composed")

@@ -392,7 +392,7 @@ def shortlist_params(models: Any, field: VectorField, rescore: float | None = No
     vectors (``rescore=True, oversampling=x``). Unquantized and sparse fields: None, the
     engine's defaults. The HNSW beam stays the engine's (100): a beam as narrow as a
     50-point shortlist was 1.24x faster at 1M but lost a tenth of full search's recall@10
-    (docs/benchmarks.md, fifth session).
+    (bench/results/history.md, fifth session).
     """
     if field.kind != "dense" or field.quantization is None:
         return None

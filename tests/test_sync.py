@@ -239,3 +239,23 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
         raise SystemExit(0)
     captured = capsys.readouterr()
     return int(exited.value.code or 0), captured.out, captured.err
+
+
+def test_on_milvus_every_row_holds_its_outputs_so_sync_writes_nothing(
+    tmp_path: Path, glosses: np.ndarray, artifact: Path
+) -> None:
+    """Milvus Lite refuses a row without its output fields (docs/migrate.md), so after a
+    migration nothing is ever unsynced there: sync says so and writes nothing."""
+    model = mrl_compress.load(artifact)
+    store = connect(f"milvus:{tmp_path / 'm.db'}")
+    store.create_collection("docs", [VectorField("full", "dense", 384, "cosine"),
+                                     *(VectorField(o.name, "dense", o.size, o.distance)
+                                       for o in model.outputs)])  # fmt: skip
+    store.upsert("docs", list(range(300)), {"full": glosses[:300], **model.encode(glosses[:300])},
+                 [{} for _ in range(300)])
+    with pytest.raises(StoreError, match="mrl_32"):  # the application's full-vector-only write
+        store.upsert("docs", [300], {"full": glosses[300:301]}, [{}])
+    plan = sync.plan(store, "docs", artifact, vector="full")
+    assert (plan.points, plan.unsynced) == (300, 0)
+    assert sync.run(plan, store).written == 0
+    store.close()

@@ -27,7 +27,7 @@ import numpy as np
 
 from mrl_compress.compressor import Compressor, load
 from mrl_compress.errors import InvalidInput, NotFound
-from mrl_compress.migration.planning import full_vector, quoted
+from mrl_compress.migration.planning import check_input, full_vector, quoted
 from mrl_compress.outputs import Output
 from mrl_compress.store import CollectionInfo, PointId, VectorStore
 
@@ -101,12 +101,8 @@ def plan(store: VectorStore, collection: str, compressor: str | Path, *,
     model = model or load(compressor)
     info = store.describe(collection)
     full = full_vector(info.fields, vector, collection, {o.name for o in model.outputs})
-    if model.input_dim != full.size:
-        raise InvalidInput(
-            f"compressor {compressor} takes {model.input_dim}-d vectors but vector "
-            f"{quoted(full.name)} of '{collection}' holds {full.size}-d vectors: use the "
-            "compressor this collection was migrated with"
-        )
+    check_input(model, full, compressor, collection,
+                "use the compressor this collection was migrated with")
     _require_outputs(info, model.outputs, compressor)
     having = store.count_having(collection, [o.name for o in model.outputs])
     return SyncPlan(

@@ -111,21 +111,28 @@ def test_a_plan_file_reads_back_and_refuses_edits_and_other_collections(tmp_path
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """An Edge collection of 4,000 real vectors and a PCA artifact fitted on them."""
     import mrl_compress
+
+    root = tmp_path_factory.mktemp("plan")
+    uri, x = fresh_collection(root)
+    artifact = mrl_compress.fit(x, "pca", dims=(64, 192)).compressor.save(root / "c.mrlc")
+    return uri, artifact
+
+
+def fresh_collection(root: Path) -> tuple[str, np.ndarray]:
     from mrl_compress.adapters import VectorField, connect
     from tests.conftest import DATA
 
-    root = tmp_path_factory.mktemp("plan")
     stored = np.load(DATA / "wordnet-gloss" / "corpus.minilm.f16.npy", mmap_mode="r")
     x = np.asarray(stored[:4000], dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     uri = f"edge:{root / 'edge'}"
     store = connect(uri)
     store.create_collection("docs", [VectorField("", "dense", 384, "cosine")])
-    store.upsert("docs", list(range(len(x))), {"": x}, [{} for _ in x])
+    store.upsert("docs", list(range(len(x))), {"": x}, [{"text": str(i)} for i in range(len(x))])
     store.close()
-    artifact = mrl_compress.fit(x, "pca", dims=(64, 192)).compressor.save(root / "c.mrlc")
-    return uri, artifact
+    return uri, x
 
 
 def plan_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -182,21 +189,6 @@ def test_plan_refuses_bad_input_before_measuring(
     assert not (tmp_path / "p.json").exists()
 
 
-def fresh_collection(root: Path, artifact: Path) -> tuple[str, np.ndarray]:
-    from mrl_compress.adapters import VectorField, connect
-    from tests.conftest import DATA
-
-    stored = np.load(DATA / "wordnet-gloss" / "corpus.minilm.f16.npy", mmap_mode="r")
-    x = np.asarray(stored[:4000], dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    uri = f"edge:{root / 'edge'}"
-    store = connect(uri)
-    store.create_collection("docs", [VectorField("", "dense", 384, "cosine")])
-    store.upsert("docs", list(range(len(x))), {"": x}, [{"text": str(i)} for i in range(len(x))])
-    store.close()
-    return uri, x
-
-
 def migrate_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     from mrl_compress.cli import main
 
@@ -218,7 +210,7 @@ def test_plan_then_migrate_then_the_retriever_serves_it(
     from mrl_compress.adapters.langchain import MatryoshkaRetriever
 
     _, artifact = collection
-    uri, x = fresh_collection(tmp_path, artifact)
+    uri, x = fresh_collection(tmp_path)
     out = tmp_path / "plan.json"
     native, composed, budget = ("turbo2", "", "96") if kind == "native" else ("", "turbo2", "48")
     code, _, err = plan_cli(

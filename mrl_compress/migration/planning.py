@@ -16,7 +16,7 @@ import numpy as np
 
 from mrl_compress import quantizers
 from mrl_compress.artifact import MANIFEST, Fingerprint
-from mrl_compress.compressor import load
+from mrl_compress.compressor import Compressor, load
 from mrl_compress.errors import Conflict, InvalidInput, NotFound
 from mrl_compress.migration.rows import canonical
 from mrl_compress.outputs import Output
@@ -229,12 +229,7 @@ def plan(
     sha = compressor_sha256(compressor)
     info = store.describe(collection)
     full = full_vector(info.fields, vector, collection, {o.name for o in model.outputs})
-    if model.input_dim != full.size:
-        raise InvalidInput(
-            f"compressor {compressor} takes {model.input_dim}-d vectors but vector "
-            f"{quoted(full.name)} of '{collection}' holds {full.size}-d vectors: use a "
-            "compressor fitted on this collection"
-        )
+    check_input(model, full, compressor, collection, "use a compressor fitted on this collection")
     notes: list[str] = []
     fingerprint = model.manifest.fingerprint
     if fingerprint is not None and info.count:
@@ -390,6 +385,16 @@ def full_vector(fields: dict[str, VectorField], vector: str | None, collection: 
     if vector is None:
         fields = {n: f for n, f in fields.items() if n not in outputs}
     return CollectionInfo(collection, 0, fields).dense(vector)
+
+
+def check_input(model: Compressor, full: VectorField, compressor: str | Path, collection: str,
+                what_to_do: str) -> None:
+    """Refuse a compressor whose input dimension is not the full vector's."""
+    if model.input_dim != full.size:
+        raise InvalidInput(
+            f"compressor {compressor} takes {model.input_dim}-d vectors but vector "
+            f"{quoted(full.name)} of '{collection}' holds {full.size}-d vectors: {what_to_do}"
+        )
 
 
 def require_free(store: VectorStore, name: str) -> None:

@@ -164,7 +164,12 @@ class MatryoshkaRetriever(BaseRetriever):
 
         made = PlanFile.read(plan)
         opened = connect(store) if isinstance(store, str) else store
-        made.check(opened.uri, made.collection)
+        try:
+            made.check(opened.uri, made.collection)
+        except InvalidInput:
+            if isinstance(store, str):
+                opened.close()
+            raise
         chosen = made.candidate
         settings.setdefault("oversample", made.oversample)
         if chosen.native:

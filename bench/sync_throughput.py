@@ -9,6 +9,7 @@ filter and writes their outputs, timed from the plan (which counts them) to the 
 bench/results/sync.jsonl with the command and machine.
 
     python bench/sync_throughput.py --n 100000 --unsynced 10000 --rounds 3 --engines edge
+    python bench/sync_throughput.py --n 100000 --unsynced 10000 --rounds 3 --no-confirm
     python bench/sync_throughput.py --n 100000 --unsynced 10000 --engines milvus
 """
 
@@ -54,7 +55,8 @@ def upsert(store: VectorStore, collection: str, x: np.ndarray, start: int,
 
 
 def one_round(store: VectorStore, collection: str, x: np.ndarray, unsynced: int,
-              model: Compressor, artifact: Path, batch: int) -> dict[str, float]:
+              model: Compressor, artifact: Path, batch: int,
+              confirm: bool = True) -> dict[str, float]:
     synced = x[: len(x) - unsynced]
     fields = [VectorField("full", "dense", x.shape[1], "cosine")]
     fields += [VectorField(o.name, "dense", o.size, o.distance) for o in model.outputs]
@@ -63,7 +65,7 @@ def one_round(store: VectorStore, collection: str, x: np.ndarray, unsynced: int,
     raw_s = upsert(store, collection, x[len(synced):], len(synced))  # the application's writes
     began = time.perf_counter()
     plan = sync.plan(store, collection, artifact, batch_size=batch, model=model)
-    report = sync.run(plan, store, compressor=model)
+    report = sync.run(plan, store, compressor=model, confirm=confirm)
     sync_s = time.perf_counter() - began
     assert report.written == unsynced == plan.unsynced, (report.lines(), plan.lines())
     assert store.count_having(collection, [o.name for o in model.outputs]) == len(x)
@@ -78,6 +80,8 @@ def main() -> None:
                         help="of those, written by the application after the migration")
     parser.add_argument("--engines", default="edge,milvus")
     parser.add_argument("--rounds", type=int, default=1, help="each on a fresh collection")
+    parser.add_argument("--no-confirm", action="store_true",
+                        help="sync without reading each batch back (sync --no-confirm)")
     parser.add_argument("--batch", type=int, default=BATCH,
                         help="sync's batch (the application writes in batches of 512)")
     args = parser.parse_args()
@@ -95,13 +99,13 @@ def main() -> None:
             collection = f"docs_{round_}"
             try:
                 measured = one_round(store, collection, x, args.unsynced, model, artifact,
-                                     args.batch)
+                                     args.batch, confirm=not args.no_confirm)
             except StoreError as refused:  # Milvus Lite: rows cannot lack an output field
                 print(f"{engine}: not measurable, the application's write is refused: {refused}")
                 store.drop_collection(collection)
                 break
             row = {"engine": engine, "n": args.n, "unsynced": args.unsynced, "round": round_,
-                   "batch": args.batch, **measured}
+                   "batch": args.batch, "confirm": not args.no_confirm, **measured}
             print(json.dumps(row))
             record = {"command": "python " + " ".join(sys.argv),
                       "date": time.strftime("%Y-%m-%d %H:%M"),

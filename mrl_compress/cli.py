@@ -429,11 +429,10 @@ def _from_plan(path: Path, target: str, collection: str, compressor: Path | None
     made = PlanFile.read(path)
     made.check(target, collection)
     chosen = made.candidate
-    quantizer = None if chosen.quantizer == "float32" else chosen.quantizer
-    if chosen.native:
+    if chosen.native:  # float32 too: native mode then removes any quantizer of the full vector
         console.print(f"plan: the engine's {chosen.quantizer} on the full vector (native)",
                       highlight=False)
-        return None, quantizer, "native"
+        return None, chosen.quantizer, "native"
     assert chosen.compressor is not None
     artifact = Path(chosen.compressor)
     if compressor_sha256(artifact) != made.compressor_sha256:
@@ -442,7 +441,7 @@ def _from_plan(path: Path, target: str, collection: str, compressor: Path | None
     console.print(f"plan: {chosen.output} of {artifact} as {chosen.quantizer}; every output "
                   "of the artifact is written (fit with only that --dims to write one)",
                   highlight=False)
-    return artifact, quantizer, "auto"
+    return artifact, None if chosen.quantizer == "float32" else chosen.quantizer, "auto"
 
 
 @app.command()
@@ -459,6 +458,10 @@ def sync(
         "batches).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print how many points are unsynced, write "
                                           "nothing.")] = False,
+    confirm: Annotated[bool, typer.Option(
+        help="Read each batch's full vectors back after writing and re-encode the points "
+        "the application re-wrote meanwhile (--no-confirm: faster, leaves that race "
+        "open).")] = True,
 ) -> None:
     """Write the outputs of points written after the migration (they lack them).
 
@@ -489,7 +492,7 @@ def sync(
                             console.print(line, highlight=False, soft_wrap=True)
 
                 report = syncing.watch(plan, store, watch, compressor=model, stop=stopping,
-                                       on_pass=said)
+                                       on_pass=said, confirm=confirm)
             console.print(f"watch ended after {report.passes} pass(es): {report.written} "
                           "point(s) synced", highlight=False)
             return
@@ -497,12 +500,17 @@ def sync(
                    TextColumn("{task.completed}/{task.total} points"), TimeRemainingColumn())
         with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task("sync", total=plan.unsynced)
-            report = syncing.run(plan, store, compressor=model, progress=lambda done, total:
+            report = syncing.run(plan, store, compressor=model, confirm=confirm,
+                                 progress=lambda done, total:
                                  bar.update(task, completed=done, total=total))
+        left = store.describe(plan.collection).count - store.count_having(
+            plan.collection, [o.name for o in plan.outputs])
     finally:
         store.close()
     for line in report.lines():
         console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"unsynced now: {left} point(s) (written since this run read them, or "
+                  "skipped)", highlight=False)
 
 
 @app.command()

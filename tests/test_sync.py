@@ -96,7 +96,7 @@ def test_a_stopped_sync_continues_where_it_stopped(migrated: Any, artifact: Path
     first = sync.run(plan, store, stop=lambda: True)  # stops after its first batch
     assert first.stopped and first.written == 50
     assert len(lacking(store)) == len(written) - 50
-    rest = sync.run(sync.plan(store, "docs", artifact, batch_size=50), store)
+    rest = sync.run(sync.plan(store, "docs", artifact, batch_size=50), store, confirm=False)
     assert rest.written == len(written) - 50 and lacking(store) == []
 
 
@@ -258,4 +258,75 @@ def test_on_milvus_every_row_holds_its_outputs_so_sync_writes_nothing(
     plan = sync.plan(store, "docs", artifact, vector="full")
     assert (plan.points, plan.unsynced) == (300, 0)
     assert sync.run(plan, store).written == 0
+    store.close()
+
+
+class RewritesDuringSync:
+    """A real store where the application re-writes (or deletes) a point of the batch between
+    sync's read and its write, the race a live collection has."""
+
+    def __init__(self, store: VectorStore, glosses: np.ndarray, delete: bool) -> None:
+        self.store, self.glosses, self.delete_instead, self.done = store, glosses, delete, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def write_outputs(self, collection: str, ids: Any, encoded: Any) -> None:
+        if not self.done:
+            self.done = True
+            if self.delete_instead:
+                self.store.delete(collection, [ids[0]])
+            else:
+                self.store.upsert(collection, [ids[0]], {"": self.glosses[:1]}, [{}])
+        self.store.write_outputs(collection, ids, encoded)
+
+
+@pytest.mark.parametrize("delete", [False, True], ids=["rewrite", "delete"])
+def test_a_point_rewritten_or_deleted_during_sync_never_keeps_stale_outputs(
+    migrated: Any, artifact: Path, glosses: np.ndarray, delete: bool
+) -> None:
+    store, written = migrated
+    racing: Any = RewritesDuringSync(store, glosses, delete)
+    report = sync.run(sync.plan(store, "docs", artifact, batch_size=50), racing)
+    assert report.written == len(written) - (1 if delete else 0)
+    assert lacking(store) == []
+    result = migration.verify(store, "docs", "docs", mrl_compress.load(artifact), vector="",
+                              sample=None)
+    assert result.ok, result.problems  # every output equals a fresh encode of its vector
+
+
+def test_verification_of_a_live_collection_counts_unsynced_points_instead_of_failing(
+    migrated: Any, artifact: Path
+) -> None:
+    store, written = migrated
+    model = mrl_compress.load(artifact)
+    live = migration.verify(store, "docs", "docs", model, vector="", sample=None, live=True)
+    assert live.ok, live.problems
+    assert (live.unsynced, live.points, live.sampled) == (len(written), N + NEW - len(written),
+                                                          N + NEW - len(written))
+    strict = migration.verify(store, "docs", "docs", model, vector="", sample=None)
+    assert not strict.ok  # a finished copy or migration must hold every field
+
+
+def test_migrate_plan_applies_a_native_float32_choice(
+    tmp_path: Path, glosses: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"edge:{tmp_path}/edge"
+    store = connect(uri)
+    store.create_collection("docs", [VectorField("", "dense", 384, "cosine")])
+    store.upsert("docs", list(range(600)), {"": glosses[:600]}, [{}] * 600)
+    store.close()
+    out = tmp_path / "plan.json"
+    with pytest.raises(SystemExit) as done:
+        main(["plan", "--source", uri, "--collection", "docs", "--budget", "100000",
+              "--native", "float32", "--composed", "", "--sample", "500", "--n-queries", "50",
+              "--out", str(out)])
+        raise SystemExit(0)
+    assert done.value.code in (0, None)
+    with pytest.raises(SystemExit) as done:
+        main(["migrate", "--target", uri, "--collection", "docs", "--plan", str(out)])
+        raise SystemExit(0)
+    assert done.value.code in (0, None), capsys.readouterr().err
+    store = connect(uri)
+    assert store.describe("docs").fields[""].quantization is None
     store.close()

@@ -114,15 +114,23 @@ def verify(
             _compare_copy(store, source, target, stored, originals, result)
 
     try:
-        having = store.count_having(target, [o.name for o in outputs])
-        if live:
+        names = [o.name for o in outputs]
+        having = store.count_having(target, names)
+        result.points = having
+        lacking: set[PointId] = set()
+        if live:  # points the application wrote since: not sampled, counted as unsynced
             result.unsynced = count - having
+            if having != count:
+                lacking = {pid for b in store.iter_batches(target, vector, batch_size,
+                                                           with_payload=False, missing=names)
+                           for pid in b.ids}  # fmt: skip
         elif having != count:
             result.problem(f"{count - having} of {count} points of '{target}' lack a new field "
-                           f"({quoted_names([o.name for o in outputs])})")
+                           f"({quoted_names(names)})")
         picked: list[PointId] = []
         for ids in store.point_ids(target, batch_size):
-            picked += [pid for i, pid in enumerate(ids) if result.listed + i in chosen]
+            picked += [pid for i, pid in enumerate(ids)
+                       if result.listed + i in chosen and pid not in lacking]
             result.listed += len(ids)
             if len(picked) >= batch_size:
                 check(picked)
@@ -130,10 +138,9 @@ def verify(
                 picked = []
         check(picked)
         result.sampled += len(picked)
-        result.points = having
     except StoreError as e:  # e.g. a sampled point without a new dense field
         result.problem(str(e))
-    if result.listed != count:
+    if result.listed != count and not live:  # live: the application may insert or delete
         result.problem(f"listed {result.listed} points of '{target}'; it counts {count}")
     return result
 

@@ -26,7 +26,11 @@ runs every configuration once in a rotated order, each on a different query):
 * ``<stage1> always``: the second prefetch on every call (what qdrant-client sends, since
   other clients write there): the cost of the prefetch itself;
 * ``<stage1> counted``: an exact count of the points lacking the field before every call,
-  then the second prefetch only when there are some (the "count first" trick).
+  then the second prefetch only when there are some (the "count first" trick);
+* ``engine turbo2 x5`` / ``engine turbo4 x10``: the engine alone, in two more collections of
+  the same points: Qdrant's TurboQuant of the full vector (96 / 192 B per point, about the
+  bytes of ``mrl_128`` int8 / ``mrl_64`` float), ``k * oversample`` rescored by the floats;
+  new writes are quantized as they land, so it has no unsynced points.
 
 Two-stage latency includes encoding the query (as the retriever does). recall@10 is against
 exact full-vector search (numpy) over the collection's contents, which the re-writes leave
@@ -54,63 +58,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets  # noqa: E402  (bench/datasets.py)
+from search import K, exact_topk, interleaved, recall, unit  # noqa: E402  (bench/search.py)
 
 import mrl_compress  # noqa: E402
 from mrl_compress.adapters import VectorField, connect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-K = 10
 COLLECTION = "live"
 STAGES = (("mrl_64", 10), ("mrl_128", 5))
+NATIVE = (("live_turbo2", "turbo2", 5), ("live_turbo4", "turbo4", 10))
+"""(collection, quantizer of the full vector, rescore oversampling): the engine alone."""
 """(stage 1, oversample): a float 64-d shortlist of 100, and the int8 128-d one of 50 that
 docs/benchmarks.md measured best."""
 
 
 def log(*parts: object) -> None:
     print(time.strftime("%H:%M:%S"), *parts, flush=True)
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def exact_topk(x: np.ndarray, q: np.ndarray, k: int = K) -> np.ndarray:
-    scores = q @ x.T
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-    return np.take_along_axis(top, order, axis=1)
-
-
-def recall(found: list[list[int]], truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f[:K]) & set(t)) / K
-                          for f, t in zip(found, truth.tolist(), strict=True)]))  # fmt: skip
-
-
-def interleaved(configs: dict[str, Callable[[int], list[int]]], n: int,
-                warmup: int) -> dict[str, dict[str, Any]]:
-    """Round i runs every config once (order rotated by i), config j on query i + j*stride:
-    every config sees every query once and no call follows one on the same query."""
-    names = list(configs)
-    stride = n // len(names)
-    lat: dict[str, list[float]] = {name: [] for name in names}
-    ids: dict[str, list[list[int]]] = {name: [[] for _ in range(n)] for name in names}
-    for i in range(-warmup, n):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            query = (i + names.index(name) * stride) % n
-            started = time.perf_counter()
-            found = configs[name](query)
-            took = time.perf_counter() - started
-            if i >= 0:
-                lat[name].append(took)
-                ids[name][query] = found
-    out = {}
-    for name in names:
-        ms = np.array(lat[name]) * 1000
-        out[name] = {"qps": round(1000 / ms.mean(), 1), "mean_ms": round(float(ms.mean()), 3),
-                     "p50_ms": round(float(np.percentile(ms, 50)), 3),
-                     "p99_ms": round(float(np.percentile(ms, 99)), 3), "_ids": ids[name]}
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,6 +115,16 @@ def main(argv: list[str] | None = None) -> None:
                             {name: v[s : s + 10_000] for name, v in encoded.items()})
     store.optimize(COLLECTION)
     log(f"built {args.n} points in {time.perf_counter() - started:.1f} s at {root}")
+    # the engine alone beside it, in the same run: its own quantizer of the full vector at
+    # about the bytes of each stage 1 (TurboQuant 2-bit 96 B ~ mrl_128 int8 128 B; 4-bit
+    # 192 B ~ mrl_64 float 256 B), rescored by the floats; it needs no sync
+    for name, quantizer, _ in NATIVE:
+        store.create_collection(name, [VectorField("", "dense", x.shape[1], "cosine")])
+        for s in range(0, args.n, 10_000):
+            store.upsert(name, ids[s : s + 10_000], {"": x[s : s + 10_000]},
+                         payloads[s : s + 10_000])  # fmt: skip
+        store.set_quantizer(name, "", quantizer)
+    log(f"built the engine-alone collections ({', '.join(n for n, _, _ in NATIVE)})")
 
     import qdrant_edge as edge
 
@@ -180,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         configs: dict[str, Callable[[int], list[int]]] = {
             "full": lambda i: found(store.search(COLLECTION, "", q[i : i + 1], K)),
         }
+        for name, quantizer, os_ in NATIVE:
+            configs[f"engine {quantizer} x{os_}"] = partial_of(native, store, name, q, os_)
         for stage, os_ in STAGES:
             label = f"{stage}{' int8' if stage == 'mrl_128' else ''} x{os_}"
             for mode in ("before", "live", "always", "counted"):
@@ -225,6 +200,11 @@ def commit() -> str | None:
                               text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def native(i: int, store: Any, name: str, q: np.ndarray, oversample: int) -> list[int]:
+    """The engine alone: its quantizer's codes, k * oversample rescored by the floats."""
+    return found(store.search(name, "", q[i : i + 1], K, rescore=oversample))
 
 
 def found(hits: list[list[Any]]) -> list[int]:

@@ -234,13 +234,13 @@ class MatryoshkaRetriever(BaseRetriever):
         return query, self.compressor.encode_queries(query, search.stage1, search.query_nonzeros)
 
     def _full_name(self) -> str:
-        """The full vector's field: ``full_vector``, else ``""``, else the only dense one."""
-        if self.full_vector is not None:
-            return self.full_vector
-        fields = self._store().describe(self.collection).fields
-        if "" in fields:
-            return ""
-        return CollectionInfo(self.collection, 0, fields).dense(None).name
+        """The full vector's field: ``full_vector``, else ``""``, else the only dense one
+        (read once with ``describe``, not on every query)."""
+        if self.full_vector is None:
+            fields = self._store().describe(self.collection).fields
+            self.full_vector = "" if "" in fields else CollectionInfo(
+                self.collection, 0, fields).dense(None).name
+        return self.full_vector
 
     def _native(self, full: np.ndarray, search: Search) -> list[list[Hit]]:
         """A native plan: the full vector through the engine's quantizer, rescored."""

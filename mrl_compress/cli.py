@@ -561,10 +561,11 @@ def plan(
 
     from mrl_compress import frontier
     from mrl_compress.adapters import connect, scratch_for
+    from mrl_compress.vectors import open_npy
 
     if stage not in ("single", "two-stage"):
         raise InvalidInput(f"--stage: expected single or two-stage, found '{stage}'")
-    asked = np.load(queries) if queries is not None else None
+    asked = np.asarray(open_npy(queries)) if queries is not None else None
     store = connect(source)
     with tempfile.TemporaryDirectory(prefix="mrl-plan-") as folder:
         scratch = scratch_for(source, folder)

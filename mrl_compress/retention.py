@@ -27,13 +27,14 @@ if TYPE_CHECKING:
     from mrl_compress.store import VectorStore
 
 K = 10
-ENGINE_QUANTIZERS = ("int8", "turbo4", "turbo2", "turbo1", "binary1-q8")
+ENGINE_QUANTIZERS = ("int8", "turbo4", "turbo2", "pq16", "turbo1", "pq32", "binary1-q8")
 """The engine's quantizers of the full vector fit measures as references (a few: fit stays
 fast); :func:`engine_rows` measures only those an output's budget needs."""
 ENGINES = {"edge": "Qdrant Edge", "milvus": "Milvus Lite"}
 NOT_MEASURED = ("engine references not measured{why}: the rows above do not show what the "
-                "engine's own quantizers of the full vector (TurboQuant, binary with 8-bit "
-                "queries, int8) keep at these sizes. Measure them with `mrl-compress fit` "
+                "engine's own quantizers of the full vector (TurboQuant, product quantization, "
+                "binary with 8-bit queries, int8) keep at these sizes. Measure them with "
+                "`mrl-compress fit` "
                 "(Qdrant Edge installed: pip install 'mrl-compress[qdrant]'), "
                 "fit(..., scratch=<a factory of scratch stores>), or `mrl-compress plan` on "
                 "your collection")

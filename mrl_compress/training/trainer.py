@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from mrl_compress.training import losses
+from mrl_compress import quantizers
+from mrl_compress.training import losses, quantization
 from mrl_compress.training.models import DenseNested
 
 Progress = Callable[[int, int, float], None]
@@ -119,13 +120,24 @@ def query_like(x: torch.Tensor, anchors: torch.Tensor, mix: float,
 
 def dense_step_loss(model: DenseNested, xa: torch.Tensor, xc: torch.Tensor,
                     self_match: torch.Tensor, log_scales: torch.Tensor,
-                    tau: float) -> torch.Tensor:
+                    tau: float, quantizer: str | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Listwise loss of every nested prefix; with ``quantizer``, the candidates (the stored
+    side) are scored through a simulation of that engine code (:mod:`.quantization`), and
+    the anchors too where the engine codes queries like documents (symmetric binary)."""
     # an anchor is its own best candidate in every space: mask it out of the ranking
     teacher = (xa @ xc.t()).masked_fill(self_match, -1e4)
     za, zc = model.project(xa), model.project(xc)
     total = torch.zeros((), device=xa.device)
+    symmetric = quantizer is not None and quantizers.parse(quantizer).family == "binary" \
+        and quantizers.parse(quantizer).query is None
     for i, d in enumerate(model.dims):
         sa, sc = F.normalize(za[:, :d], dim=-1), F.normalize(zc[:, :d], dim=-1)
+        if quantizer is not None:
+            assert generator is not None
+            sc = quantization.simulated(sc, quantizer, generator)
+            if symmetric:
+                sa = quantization.simulated(sa, quantizer, generator)
         student = (sa @ sc.t()).masked_fill(self_match, -1e4)
         tau_s = tau * torch.exp(log_scales[i])
         total = total + losses.similarity_preservation(teacher, student, tau, tau_s)
@@ -166,10 +178,12 @@ def train_dense(
     pair_weight: float = 0.25,
     corpus_negatives: bool = True,
     sampler: Sampler | None = None,
+    quantizer: str | None = None,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> DenseNested:
-    """Similarity preservation over nested prefixes (+ ranking on pairs when given)."""
+    """Similarity preservation over nested prefixes (+ ranking on pairs when given), through
+    a simulation of the engine's ``quantizer`` where given (see dense_step_loss)."""
     torch.manual_seed(seed)
     dev = device()
     model.to(dev)
@@ -180,11 +194,13 @@ def train_dense(
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_decay(s, steps))
     pair_gen = torch.Generator().manual_seed(seed + 1)
+    code_gen = torch.Generator().manual_seed(seed + 2)
     for step in range(steps):
         a, c = sampler.draw(anchors, hard, random)
         xa, real = query_like(x, a, mix, sampler.generator)
         self_match = (a[:, None] == c[None, :]) & real[:, None]
-        loss = dense_step_loss(model, xa, x[c], self_match, log_scales, tau)
+        loss = dense_step_loss(model, xa, x[c], self_match, log_scales, tau, quantizer,
+                               code_gen)
         if pairs is not None:
             q, d = draw_pairs(pairs, pair_gen, dev)
             stored = x[c] if corpus_negatives else None

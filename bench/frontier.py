@@ -1,9 +1,10 @@
 """The frontier per budget: the engine's best quantizer of the full vector against the best
 candidate ``mrl-compress plan`` can choose (native or composed), on real data sets.
 
-For each data set and model: the corpus is stored in a Qdrant Edge collection; compressors
-are fitted on it (``pca`` and the learned ``adaptor``; ``truncate`` too for a
-Matryoshka-trained model); every candidate of :mod:`mrl_compress.frontier` (the full vector
+For each data set and model: compressors are fitted on the corpus as ``mrl-compress fit``
+fits them (``pca`` and the learned ``adaptor`` with default settings on up to 100k rows;
+``truncate`` too for a Matryoshka-trained model; with ``--quantizer-aware``, adaptors trained
+through those quantizers); every candidate of :mod:`mrl_compress.frontier` (the full vector
 with each Edge quantizer, each compressor output with each quantizer) is built in a scratch
 Edge shard from a sample of the corpus and measured with the data set's real queries against
 exact search of the sample. Then, at each budget of code bytes per point, the best native
@@ -59,18 +60,27 @@ def dims_for(dim: int) -> tuple[int, ...]:
     return (32, 64, 96, 128, 192) if dim >= 384 else (32, 64, 96, 128)
 
 
-def fits(corpus: np.ndarray, model: str, work: Path, steps: int) -> list[tuple[str, object]]:
-    """Artifacts fitted on the corpus: (path, compressor)."""
+def fits(corpus: np.ndarray, model: str, work: Path,
+         args: argparse.Namespace) -> list[tuple[str, mrl_compress.Compressor]]:
+    """Artifacts fitted on (a seeded sample of up to ``--fit-rows`` of) the corpus, as
+    ``mrl-compress fit`` fits them: (path, compressor)."""
     dims = dims_for(corpus.shape[1])
-    methods = [("pca", {}), ("adaptor", {"steps": steps})]
+    steps = {"steps": args.steps} if args.steps else {}
+    methods: list[tuple[str, str, dict[str, object]]] = [("pca", "pca", {}),
+                                                         ("adaptor", "adaptor", steps)]
     if model == "wordllama":  # Matryoshka-trained: its prefixes are a reduction already
-        methods.insert(0, ("truncate", {}))
+        methods.insert(0, ("truncate", "truncate", {}))
+    for q in filter(None, args.quantizer_aware.split(",")):
+        methods.append((f"adaptor-{q}", "adaptor", {**steps, "quantizer": q}))
+    rows = np.sort(np.random.default_rng(1).choice(len(corpus), min(args.fit_rows, len(corpus)),
+                                                   replace=False))  # fmt: skip
     out = []
-    for method, options in methods:
+    for name, method, options in methods:
         started = time.perf_counter()
-        fitted = mrl_compress.fit(corpus[:20000], method, dims=dims, **options)
-        path = fitted.compressor.save(work / f"{method}.mrlc")
-        print(f"  fit {method} {dims} in {time.perf_counter() - started:.0f} s", flush=True)
+        fitted = mrl_compress.fit(corpus[rows], method, dims=dims, **options)
+        path = fitted.compressor.save(work / f"{name}.mrlc")
+        print(f"  fit {name} {dims} on {len(rows):,} rows in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
         out.append((str(path), fitted.compressor))
     return out
 
@@ -92,7 +102,7 @@ def one(name: str, model: str, args: argparse.Namespace) -> list[dict[str, objec
     work = Path(tempfile.mkdtemp(prefix="mrl-frontier-"))
     print(f"{name} / {model}: {len(docs):,} of {len(corpus):,} documents x {corpus.shape[1]}, "
           f"{len(queries)} queries", flush=True)
-    models = fits(corpus, model, work, args.steps)
+    models = fits(corpus, model, work, args)
     scratch = scratch_for("edge:x", work)
     found = frontier.candidates(corpus.shape[1], models, scratch.quantizers())
     by_path = dict(models)
@@ -100,7 +110,7 @@ def one(name: str, model: str, args: argparse.Namespace) -> list[dict[str, objec
     rows = []
     for c in found:
         rows.append(frontier.measure(c, docs, queries, truth, scratch,
-                                     by_path.get(c.compressor or ""),  # type: ignore[arg-type]
+                                     by_path.get(c.compressor or ""),
                                      oversample=3, timed_queries=args.timed))
     scratch.close()
     out = []
@@ -131,7 +141,13 @@ def main() -> None:
     parser.add_argument("--models", default="minilm,wordllama")
     parser.add_argument("--sample", type=int, default=20_000, help="documents per candidate")
     parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=300, help="adaptor training steps")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="adaptor training steps (default: fit's)")
+    parser.add_argument("--fit-rows", type=int, default=100_000,
+                        help="corpus rows the compressors are fitted on")
+    parser.add_argument("--quantizer-aware", default="",
+                        help="also fit an adaptor through each of these quantizers "
+                             "(fit --option quantizer=NAME), e.g. binary1-q8,turbo2")
     parser.add_argument("--timed", type=int, default=100, help="queries timed one by one")
     args = parser.parse_args()
     stamp = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),

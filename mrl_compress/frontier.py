@@ -65,7 +65,8 @@ class Candidate:
     output: str | None = None
     compressor: str | None = None
     method: str | None = None
-    """The compressor's method (``pca``, ``adaptor``...): names the row among artifacts."""
+    """The compressor's method (``pca``, ``adaptor``...) and, when it was trained through a
+    quantizer, that quantizer (``adaptor@turbo2``): names the row among artifacts."""
 
     @property
     def native(self) -> bool:
@@ -125,10 +126,11 @@ def candidates(dim: int, compressors: Sequence[tuple[str, Compressor]], offered:
                                f"collection holds {dim}-d vectors")
         trained = model.manifest.settings.get("quantizer")
         names = dict.fromkeys(quantizers.parse(q).name for q in (*composed, trained) if q)
+        method = f"{model.method}@{trained}" if trained else model.method
         for o in model.outputs:
             if o.kind != "dense" or o.size is None:
                 continue  # sparse codes have no engine quantizer to compose with
-            out += [Candidate(q, o.size, o.name, path, model.method)
+            out += [Candidate(q, o.size, o.name, path, method)
                     for q in names if q in allowed]
     return out
 

@@ -47,8 +47,8 @@ def test_the_artifact_records_the_quantizer_it_was_trained_through(scifact: np.n
     # plan measures each output with the code it was trained through, asked for or not
     found = frontier.candidates(scifact.shape[1], [("qat.mrlc", result.compressor)],
                                 offered=quantizers.names(), native=(), composed=("int8",))
-    assert [c.label for c in found] == ["adaptor mrl_64 64-d int8",
-                                        "adaptor mrl_64 64-d binary1-q8"]
+    assert [c.label for c in found] == ["adaptor@binary1-q8 mrl_64 64-d int8",
+                                        "adaptor@binary1-q8 mrl_64 64-d binary1-q8"]
     plain = mrl_compress.fit(scifact[:3000], "adaptor", dims=(64,), steps=20)
     # the same draws, only the simulated code differs: the learned maps differ
     a = result.compressor.encode(scifact[3000:3100])["mrl_64"]

@@ -12,6 +12,7 @@ row and the best row overall, single-stage and two-stage (x3 rescored). Rows go 
 bench/results/frontier.jsonl; the tables in docs/benchmarks.md come from
 
     python bench/frontier.py --sets wordnet,scifact,cranfield --models minilm,wordllama
+    python bench/frontier.py --tables     # the markdown, from the latest run of each
 """
 
 from __future__ import annotations
@@ -135,6 +136,40 @@ def one(name: str, model: str, args: argparse.Namespace) -> list[dict[str, objec
     return out
 
 
+def tables(path: Path) -> str:
+    """docs/benchmarks.md's tables from the latest run of each set and model in ``path``."""
+    latest: dict[tuple[str, str], str] = {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in records:
+        if "budget" in r:
+            key = (r["set"], r["model"])
+            latest[key] = max(latest.get(key, ""), r["date"])
+    out = []
+    for (name, model), date in sorted(latest.items()):
+        by = {(r["budget"], r["stage"]): r for r in records
+              if (r["set"], r["model"], r.get("date")) == (name, model, date) and "budget" in r}
+        out += [f"**{name}, {model}** ({date})", "",
+                "| B/point | engine alone, single | plan's choice, single | gain "
+                "| engine alone, two-stage ×3 | plan's choice, two-stage ×3 | gain |",
+                "|---:|---|---|---:|---|---|---:|"]
+        for budget in BUDGETS:
+            cells = [str(budget)]
+            for stage in ("single", "two-stage"):
+                r = by.get((budget, stage))
+                if r is None:
+                    cells += ["none fits"] * 2 + ["—"]
+                    continue
+                engine = (f"{r['native']} {r['native_recall']:.3f}" if r["native"]
+                          else "none fits")
+                chosen = (f"same ({r['native']})" if r["chosen"] == r["native"]
+                          else f"{r['chosen']} {r['chosen_recall']:.3f}")
+                gain = f"{r['gain']:+.3f}" if r["native"] else "—"
+                cells += [engine, chosen, gain]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="wordnet,scifact,cranfield")
@@ -149,7 +184,12 @@ def main() -> None:
                         help="also fit an adaptor through each of these quantizers "
                              "(fit --option quantizer=NAME), e.g. binary1-q8,turbo2")
     parser.add_argument("--timed", type=int, default=100, help="queries timed one by one")
+    parser.add_argument("--tables", action="store_true",
+                        help="print docs/benchmarks.md's tables from the saved rows and stop")
     args = parser.parse_args()
+    if args.tables:
+        print(tables(Path(__file__).resolve().parent / "results" / "frontier.jsonl"))
+        return
     stamp = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
              "machine": f"{platform.machine()} cpus={os.cpu_count()}"}
     for name in args.sets.split(","):

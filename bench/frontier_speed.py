@@ -49,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_search import commit, found, partial_of  # noqa: E402  (bench/live_search.py)
+from live_search import commit, found, native, partial_of  # noqa: E402  (bench/live_search.py)
 from search import K, corpus, exact_topk, interleaved, queries, recall  # noqa: E402
 
 import mrl_compress  # noqa: E402
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     oversamples = [int(o) for o in args.oversample.split(",")]
     stages = [(o, q) for o, _, q in (part.partition(":") for part in args.stages.split(","))]
+    if len({o for o, _ in stages}) < len(stages):
+        parser.error("--stages: each output once (a field has one quantizer)")
 
     x = corpus(args.n, 0.01)
     q = queries(args.queries)
@@ -156,10 +158,6 @@ def main(argv: list[str] | None = None) -> None:
     store.close()
     if not args.root:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def native(i: int, store: Any, name: str, q: np.ndarray, oversample: int) -> list[int]:
-    return found(store.search(name, "", q[i : i + 1], K, rescore=oversample))
 
 
 def composed(i: int, store: Any, compressor: Any, q: np.ndarray, stage: str, oversample: int,

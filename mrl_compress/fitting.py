@@ -194,6 +194,10 @@ def _train(method: str, train: np.ndarray, outputs: list[Output],
         ks=tuple(o.nonzeros or 0 for o in outputs if o.kind == "sparse") or (32,),
         **options,  # type: ignore[arg-type]
     )
+    if settings.quantizer is not None and method != "adaptor":
+        raise InvalidInput(f"training setting quantizer: only the adaptor trains through an "
+                           f"engine code; method '{method}' learns no map to train (fit "
+                           f"--method adaptor --option quantizer={settings.quantizer})")
     if method != "csr":
         settings = replace(settings, hidden=None, encoder=None)
     elif settings.encoder is None:

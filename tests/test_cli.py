@@ -34,7 +34,9 @@ def test_fit_encode_inspect_eval(capsys, vectors_file: Path, scifact: np.ndarray
     code, text, err = run(capsys, "fit", "--source", str(vectors_file), "--method", "pca",
                           "--dims", "32,64", "--out", str(out))
     assert code == 0, err
-    assert "mrl_64" in text and "prefix 64d" in text and "full turbo2" in text
+    # the engine's best at 96 B: TurboQuant 2-bit or product quantization x16
+    assert "mrl_64" in text and "prefix 64d" in text
+    assert "full turbo2" in text or "full pq16" in text
     assert (out / "retention.png").stat().st_size > 1000
 
     more = tmp_path / "more.npy"

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mrl_compress import quantizers
 from mrl_compress.errors import InvalidInput
 from mrl_compress.training import losses, quantization
 from mrl_compress.training.models import DenseNested, SparseTopK
@@ -188,7 +187,7 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
     x = F.normalize(x.to(device()).float(), dim=-1)
     sampler = Sampler.build(x, seed=s.seed)
     mean, basis = starting_basis(x, sampler, s)
-    if s.quantizer is not None and quantizers.parse(s.quantizer).family == "binary":
+    if s.quantizer is not None and quantization.is_sign_code(s.quantizer):
         basis = spread_within_prefixes(basis, s.dims, s.seed)
     model = DenseNested(mean.cpu(), s.dims, rotation=basis[:, : max(s.dims)].cpu(),
                         residual_hidden=s.residual_hidden)

@@ -18,7 +18,11 @@ simulated is the part the ranking depends on:
   suit any.
 * ``binary<b>`` (sign codes, no rotation): each coordinate's sign (1 bit), scaled to unit
   length; 1.5 and 2 bits are simulated as 3 and 4 Lloyd-Max levels.
-* ``int8`` and ``float32``: no simulation (their error is below the ranking's resolution).
+* ``int8``, ``turbo8`` and ``float32``: no simulation (their error is below the ranking's
+  resolution).
+
+Only the listwise similarity loss is scored through the code; the ranking loss on
+``--pairs`` stays on float scores.
 """
 
 from __future__ import annotations
@@ -37,35 +41,56 @@ SIMULATED = ("turbo", "binary")
 @cache
 def lloyd_max(levels: int) -> tuple[float, ...]:
     """The ``levels`` reconstruction points minimising the mean squared error of N(0, 1),
-    by Lloyd's iterations on a fine grid (2 levels: ±0.798; 4: ±0.453, ±1.510)."""
-    grid = torch.linspace(-6, 6, 24001, dtype=torch.float64)
+    by Lloyd's iterations on a fine grid from the Gaussian's quantiles, until they move less
+    than 1e-9 (2 levels: ±0.798; 4: ±0.453, ±1.510; 16: outermost ±2.73)."""
+    grid = torch.linspace(-8, 8, 64001, dtype=torch.float64)
     weight = torch.exp(-grid**2 / 2)
-    centres = torch.linspace(-1.5, 1.5, levels, dtype=torch.float64) if levels > 1 else grid[:1] * 0
-    for _ in range(300):
+    normal = torch.distributions.Normal(0.0, 1.0)
+    centres = normal.icdf((torch.arange(levels, dtype=torch.float64) + 0.5) / levels)
+    for _ in range(2000):
         edges = (centres[1:] + centres[:-1]) / 2
         cell = torch.bucketize(grid, edges)
         mass = torch.zeros(levels, dtype=torch.float64).index_add_(0, cell, weight)
         moment = torch.zeros(levels, dtype=torch.float64).index_add_(0, cell, weight * grid)
-        centres = moment / mass.clamp_min(1e-300)
+        moved, centres = centres, moment / mass.clamp_min(1e-300)
+        if float((centres - moved).abs().max()) < 1e-9:
+            break
     return tuple(float(c) for c in centres)
 
 
 def check(name: str | None) -> str | None:
-    """The canonical name of a quantizer training can simulate, or None for no simulation;
-    a name of the scheme it cannot simulate (product quantization) is refused in one line."""
+    """The canonical name of a quantizer training can simulate, or None for no simulation
+    (float32, int8, turbo8: their error is below the ranking's resolution); product
+    quantization and the IVF indexes (``@ivf``: Milvus's RaBitQ rotates, unlike a sign code)
+    are refused in one line."""
     if name is None:
         return None
     q = quantizers.parse(name)
-    if q.family in ("float32", "int8"):
+    if q.index == "hnsw" and (q.family in ("float32", "int8") or q.bits >= 8):
         return None
-    if q.family not in SIMULATED:
+    if q.family not in SIMULATED or q.index != "hnsw":
         raise InvalidInput(f"training setting quantizer: expected a turbo or binary quantizer "
-                           f"(or int8, float32), found {name!r}")
+                           f"of the graph index (or int8, float32), found {name!r}")
     return q.name
 
 
+def is_symmetric(name: str) -> bool:
+    """Whether the engine codes queries like documents (binary without ``-q8``/``-q4``)."""
+    q = quantizers.parse(name)
+    return q.family == "binary" and q.query is None
+
+
+def is_sign_code(name: str) -> bool:
+    """Whether the engine codes each coordinate as it is, without rotating (binary)."""
+    return quantizers.parse(name).family == "binary"
+
+
 def simulated(z: torch.Tensor, name: str, generator: torch.Generator) -> torch.Tensor:
-    """Unit rows ``z`` as the engine's ``name`` code scores them (straight-through)."""
+    """Unit rows ``z`` as the engine's ``name`` code scores them (straight-through).
+
+    The coded rows are scaled back to their input's length, as an engine that keeps each
+    vector's norm beside its code scores them; the code's cosine to its input is then
+    sqrt(1 - D) for the levels' mean squared error D (2 levels 0.798, 4 levels 0.939)."""
     q = quantizers.parse(name)
     d = z.shape[1]
     levels = 2 if q.bits == 1 else 3 if q.bits == 1.5 else round(2**q.bits)
@@ -73,12 +98,13 @@ def simulated(z: torch.Tensor, name: str, generator: torch.Generator) -> torch.T
     if q.family == "turbo":
         rotation = random_rotation(d, generator).to(z)
         y = z @ rotation * math.sqrt(d)  # coordinates ~ N(0, 1)
-        coded = nearest(y, book) @ rotation.t() / math.sqrt(d)
+        coded = nearest(y, book) @ rotation.t()
     else:
-        y = z / z.abs().mean(dim=1, keepdim=True).clamp_min(1e-12) * book[-1]
+        # as N(0, 1) coordinates: E|y| = sqrt(2 / pi) for a standard Gaussian
+        y = z * (math.sqrt(2 / math.pi) / z.abs().mean(dim=1, keepdim=True).clamp_min(1e-12))
         coded = nearest(y, book)
-        coded = coded / coded.norm(dim=1, keepdim=True).clamp_min(1e-12) * z.norm(
-            dim=1, keepdim=True)
+    coded = coded / coded.norm(dim=1, keepdim=True).clamp_min(1e-12) * z.norm(dim=1,
+                                                                                keepdim=True)
     return z + (coded - z).detach()
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from mrl_compress import quantizers
 from mrl_compress.training import losses, quantization
 from mrl_compress.training.models import DenseNested
 
@@ -129,8 +128,7 @@ def dense_step_loss(model: DenseNested, xa: torch.Tensor, xc: torch.Tensor,
     teacher = (xa @ xc.t()).masked_fill(self_match, -1e4)
     za, zc = model.project(xa), model.project(xc)
     total = torch.zeros((), device=xa.device)
-    symmetric = quantizer is not None and quantizers.parse(quantizer).family == "binary" \
-        and quantizers.parse(quantizer).query is None
+    symmetric = quantizer is not None and quantization.is_symmetric(quantizer)
     for i, d in enumerate(model.dims):
         sa, sc = F.normalize(za[:, :d], dim=-1), F.normalize(zc[:, :d], dim=-1)
         if quantizer is not None:
@@ -182,8 +180,8 @@ def train_dense(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> DenseNested:
-    """Similarity preservation over nested prefixes (+ ranking on pairs when given), through
-    a simulation of the engine's ``quantizer`` where given (see dense_step_loss)."""
+    """Similarity preservation over nested prefixes (+ ranking on pairs when given); the
+    former through a simulation of the engine's ``quantizer`` where given (dense_step_loss)."""
     torch.manual_seed(seed)
     dev = device()
     model.to(dev)

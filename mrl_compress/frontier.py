@@ -42,14 +42,16 @@ HNSW_LINK_BYTES = 2 * 16 * 4
 FORMAT = "mrl-compress-plan"
 FORMAT_VERSION = 1
 NATIVE_DEFAULT = ("float32", "int8", "binary2-q8", "binary1.5-q8", "binary1-q8", "binary1",
-                  "turbo8", "turbo4", "turbo2", "turbo1.5", "turbo1",
-                  "pq4", "pq8", "pq16", "pq32", "pq64")
-"""The engines' quantizers of the full vector for the graph index: each family at each size,
+                  "turbo8", "turbo4", "turbo2", "turbo1.5", "turbo1", "pq16", "pq32", "pq64")
+"""The engines' quantizers of the full vector for the graph index, each size once or more:
 binary with 8-bit queries (and plain at 1 bit), not with 4-bit queries or the plain 1.5- and
-2-bit codes (both kept less than 8-bit queries at every size, docs/quantizers.md).
-Product quantization is the engine's own learned code: on wordnet-gloss its ``pq32`` (48 B)
-kept recall@10 0.704 where TurboQuant 1-bit kept 0.688, so a plan without it would undersell
-the engine."""
+2-bit codes (both kept less than 8-bit queries at every size, docs/quantizers.md); product
+quantization from ×16 down. PQ is the engine's own learned code: on wordnet-gloss its
+``pq32`` (48 B) kept recall@10 0.716 where TurboQuant 1-bit kept 0.689, so a plan without it
+would undersell the engine. ``pq4`` and ``pq8`` are left to ``--native``: on every data set
+of docs/benchmarks.md they kept less than ``turbo8`` and ``turbo4`` at their sizes by the
+codes alone and tied them rescored, and they are the slowest to build (204 s and 108 s of a
+wordnet-gloss frontier, 80 s and 49 s of a 6 min 29 s plan at 100k points)."""
 COMPOSED_DEFAULT = ("float32", "int8", "turbo4", "turbo2", "turbo1", "binary1-q8", "pq16")
 """On a compressor's outputs: 32, 8, 4, 2 and 1 bits per dimension, and product quantization
 at 2 (adaptor ``mrl_192`` as ``pq16`` kept 0.735 on wordnet-gloss, as ``turbo2`` 0.743)."""

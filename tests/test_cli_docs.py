@@ -56,6 +56,27 @@ def test_cli_pairs_example_runs(scifact: np.ndarray, tmp_path: Path,
     assert settings["supervised"] is True and settings["steps"] == 50
 
 
+def test_cli_quantizer_example_runs(scifact: np.ndarray, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import mrl_compress
+    from mrl_compress import frontier, quantizers
+
+    monkeypatch.chdir(tmp_path)
+    np.save("vectors.npy", scifact[:1500].astype(np.float16))
+    commands = examples("cli.md")["cli-quantizer"]
+    assert [c[0] for c in commands] == ["fit", "inspect"]
+    for argv in commands:
+        try:
+            main(argv)
+        except SystemExit as e:
+            assert e.code in (0, None), argv
+    trained = mrl_compress.load("signs.mrlc")
+    assert trained.manifest.settings["quantizer"] == "binary1-q8"
+    found = frontier.candidates(384, [("signs.mrlc", trained)], quantizers.names(), native=(),
+                                composed=("int8",))
+    assert "adaptor@binary1-q8 mrl_384 384-d binary1-q8" in [c.label for c in found]
+
+
 def test_artifacts_python_example_runs(fitted: dict, scifact: np.ndarray, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--fit-rows", type=int, default=20_000)
     parser.add_argument("--sample", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--spread", default="on",
+                        help="on,off: fit with and without the shells spread (spread=false)")
     args = parser.parse_args()
     corpus_file, query_file = FILES[(args.set, args.model)]
     corpus = unit(np.load(DATA / corpus_file))
@@ -64,11 +66,12 @@ def main() -> None:
              "model": args.model, "dims": dims, "fit_rows": args.fit_rows}
     out = Path(__file__).resolve().parent / "results" / "quantization_aware.jsonl"
     for steps in (int(s) for s in args.steps.split(",")):
-        for name in args.quantizers.split(","):
+        for name, spread in ((n, v) for n in args.quantizers.split(",")
+                             for v in args.spread.split(",")):
             trained = None if name == "none" else name
             started = time.perf_counter()
             fitted = mrl_compress.fit(corpus[: args.fit_rows], "adaptor", dims=dims, steps=steps,
-                                      quantizer=trained)
+                                      quantizer=trained, spread=spread == "on")
             fit_s = time.perf_counter() - started
             for spec in args.candidates.split(","):
                 output, _, quantizer = spec.partition(":")
@@ -77,6 +80,7 @@ def main() -> None:
                 m = frontier.measure(c, docs, queries, truth, scratch, fitted.compressor,
                                      oversample=3, timed_queries=50)
                 row = {**stamp, "steps": steps, "trained_through": trained,
+                       "spread": spread == "on",
                        "fit_s": round(fit_s), "candidate": c.label, "code_bytes": m.code_bytes,
                        "single": round(m.single, 4), "single_se": round(m.single_se, 4),
                        "two_stage": round(m.two_stage, 4)}

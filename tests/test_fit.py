@@ -249,3 +249,25 @@ def test_dense_queries_take_one_product_with_the_graphs_numbers(
         compressor.encode_queries(queries[:, :100], "mrl_32")
     half = compressor.encode_queries(queries.astype(np.float16), "mrl_32")  # validated path
     np.testing.assert_allclose(half, compressor.encode(queries)["mrl_32"], atol=2e-3)
+
+
+def test_adaptor_spreads_each_shell_without_changing_a_score(scifact: np.ndarray) -> None:
+    import mrl_compress
+
+    def quick(spread: bool) -> dict:
+        fitted = mrl_compress.fit(scifact[:2000], "adaptor", dims=(32, 64), steps=8,
+                                  holdout=200, eval_docs=1200, spread=spread)
+        assert fitted.compressor.manifest.settings["spread"] is spread
+        return fitted.compressor.encode(scifact[3000:3400])
+
+    spread, plain = quick(True), quick(False)
+    for name in ("mrl_32", "mrl_64"):
+        # each prefix turned within itself: every score the same, the coordinates not
+        assert np.abs(spread[name] @ spread[name].T - plain[name] @ plain[name].T).max() < 1e-4
+        assert np.abs(spread[name] - plain[name]).max() > 1e-2
+    # the trained basis's variance falls off over the first shell; spread, it is even
+    def unevenness(codes: np.ndarray) -> float:
+        var = codes[:, :32].var(0)
+        return float(var[:8].sum() / var[-8:].sum())
+
+    assert unevenness(spread["mrl_64"]) < 1.5 and unevenness(plain["mrl_64"]) > 2.5

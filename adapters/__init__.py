@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mrl_compress.errors import InvalidInput
+from mrl_compress.errors import InvalidInput, NotFound
 from mrl_compress.store import (
     Batch,
     CollectionInfo,
@@ -49,6 +49,7 @@ __all__ = [
     "VectorStore",
     "Vectors",
     "collection_not_found",
+    "canonical_uri",
     "connect",
     "is_store_uri",
     "scratch_for",
@@ -57,9 +58,34 @@ __all__ = [
 ]
 
 
-def connect(uri: str) -> VectorStore:
-    """Open the store named by ``uri`` (see the module docstring for the schemes)."""
+EMBEDDED = ("qdrant-local", "edge", "milvus")
+"""Schemes whose URI names a path on this machine (``milvus://`` is a server)."""
+
+
+def _embedded_path(uri: str) -> Path | None:
     scheme, _, rest = uri.partition(":")
+    if scheme not in EMBEDDED or rest.startswith("//") or rest in ("", ":memory:"):
+        return None
+    return Path(rest).expanduser()
+
+
+def canonical_uri(uri: str) -> str:
+    """``uri`` with an embedded store's path made absolute: one name for one store, from any
+    working directory (a plan file names the store it measured by it)."""
+    path = _embedded_path(uri)
+    return uri if path is None else f"{uri.partition(':')[0]}:{path.resolve()}"
+
+
+def connect(uri: str, *, existing: bool = False) -> VectorStore:
+    """Open the store named by ``uri`` (see the module docstring for the schemes).
+
+    ``existing``: refuse an embedded store's path where nothing is (the CLI's commands that
+    read a collection: a mistyped path would otherwise open a new, empty store there).
+    """
+    scheme, _, rest = uri.partition(":")
+    path = _embedded_path(uri)
+    if existing and path is not None and not path.exists():
+        raise NotFound(f"no store at {path} ({uri}): check the path")
     if scheme in ("qdrant", "qdrants", "qdrant-local", "http", "https"):
         from mrl_compress.adapters.qdrant import QdrantStore
 

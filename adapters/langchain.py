@@ -24,7 +24,7 @@ import numpy as np
 
 from mrl_compress.adapters import connect
 from mrl_compress.compressor import Compressor, load
-from mrl_compress.errors import InvalidInput, MissingDependency
+from mrl_compress.errors import InvalidInput, MissingDependency, MrlCompressError
 from mrl_compress.store import CollectionInfo, Filter, Hit, VectorStore
 
 try:
@@ -159,28 +159,25 @@ class MatryoshkaRetriever(BaseRetriever):
         given. Refuses a plan for another collection, an edited one, and an artifact that is
         not the one the plan measured.
         """
+        from mrl_compress.adapters import canonical_uri
         from mrl_compress.frontier import PlanFile
-        from mrl_compress.migration.planning import compressor_sha256
 
         made = PlanFile.read(plan)
         opened = connect(store) if isinstance(store, str) else store
         try:
-            made.check(opened.uri, made.collection)
-        except InvalidInput:
+            made.check(canonical_uri(opened.uri), made.collection)
+            artifact = None if made.candidate.native else made.artifact()
+        except MrlCompressError:
             if isinstance(store, str):
                 opened.close()
             raise
         chosen = made.candidate
         settings.setdefault("oversample", made.oversample)
-        if chosen.native:
+        if artifact is None:  # native
             return cls(store=opened, collection=made.collection, embeddings=embeddings,
                        full_vector=made.vector, **settings)  # fmt: skip
-        assert chosen.compressor is not None
-        if compressor_sha256(chosen.compressor) != made.compressor_sha256:
-            raise InvalidInput(f"{chosen.compressor} is not the artifact the plan measured "
-                               "(its manifest's sha256 differs): run mrl-compress plan again")
         return cls(store=opened, collection=made.collection, embeddings=embeddings,
-                   compressor=load(chosen.compressor, device="cpu"), stage1=chosen.output,
+                   compressor=load(artifact, device="cpu"), stage1=chosen.output,
                    full_vector=made.vector, **settings)  # fmt: skip
 
     # -- settings ---------------------------------------------------------------------------

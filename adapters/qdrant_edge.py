@@ -109,7 +109,9 @@ class EdgeStore:
         self.uri = uri
         self._edge = qdrant_edge
         self._root = Path(rest)
-        self._root.mkdir(parents=True, exist_ok=True)
+        if self._root.exists() and not self._root.is_dir():
+            raise InvalidInput(f"{uri}: {rest} is a file, not a Qdrant Edge directory")
+        # made by the first collection created: opening a mistyped path creates nothing
         self._shards: dict[str, Any] = {}
         self._dirty: set[str] = set()
         self._configs: dict[str, dict[str, VectorField]] = {}
@@ -153,6 +155,8 @@ class EdgeStore:
 
     def _collections(self) -> list[str]:
         """The collections on disk (lists the directory: for writes and error messages)."""
+        if not self._root.is_dir():
+            return []
         return sorted(p.name for p in self._root.iterdir() if (p / CONFIG).is_file())
 
     def _aliases(self) -> Mapping[str, str]:
@@ -179,6 +183,7 @@ class EdgeStore:
         return os.path.join(self._root, ALIASES)
 
     def _write_aliases(self, aliases: Mapping[str, str]) -> None:
+        self._root.mkdir(parents=True, exist_ok=True)
         path = self._root / ALIASES
         scratch = path.with_suffix(".json.tmp")
         scratch.write_text(json.dumps(dict(sorted(aliases.items())), indent=1))
@@ -501,6 +506,7 @@ class EdgeStore:
                 f.name: edge.EdgeSparseVectorParams() for f in fields if f.kind == "sparse"
             },
         )
+        self._root.mkdir(parents=True, exist_ok=True)
         path = str(self._root / collection)
         self._configs.pop(collection, None)  # read from the new shard's config on first use
         self._shards[collection] = self._call(

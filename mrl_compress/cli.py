@@ -47,23 +47,29 @@ def _ints(text: str, option: str) -> list[int]:
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int, float], None]]:
-    """A rich progress bar that appears at the first update (input errors print alone)."""
+def progress_bar(description: str) -> Iterator[Callable[[int, int, float | str], None]]:
+    """A rich progress bar that appears at the first update (input errors print alone).
+
+    Each update gives the step, the total and what was just done: a training loss, or a
+    label (``plan``: the candidate measured).
+    """
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]}"),
+               TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     bar = Progress(*columns, console=err)
-    task = bar.add_task(description, total=None, loss="-")
+    task = bar.add_task(description, total=None, note="")
 
-    def update(step: int, total: int, loss: float) -> None:
+    def update(step: int, total: int, done: float | str) -> None:
         if not bar.live.is_started:
             bar.start()
-        bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
+        note = done if isinstance(done, str) else f"loss {done:.4f}"
+        bar.update(task, completed=step, total=total, note=note)
 
     try:
         yield update
     finally:
-        bar.stop()
+        if bar.live.is_started:  # stopping a bar never shown prints an empty line
+            bar.stop()
 
 
 def read_source(source: str, collection: str | None, vector: str | None, column: str | None,
@@ -78,7 +84,7 @@ def read_source(source: str, collection: str | None, vector: str | None, column:
             if not collection:
                 raise InvalidInput(f"--source {source} is a store: name the collection with "
                                    "--collection")
-            store = connect(source)
+            store = connect(source, existing=True)
             try:
                 return store.sample(collection, vector, sample or 200_000, seed)
             finally:
@@ -374,9 +380,9 @@ def migrate(
     if verify != "all" and not verify.isdigit():
         raise InvalidInput(f"--verify: expected a number of points or 'all', found '{verify}'")
     if plan_file is not None:
-        compressor, quantize, mode = _from_plan(plan_file, target, collection, compressor,
-                                                quantize, mode)
-    store = connect(target)
+        compressor, quantize, mode, vector = _from_plan(plan_file, target, collection, vector,
+                                                        compressor, quantize, mode)
+    store = connect(target, existing=True)
     try:
         plan = migration.plan(store, collection, compressor, vector=vector, mode=mode,
                               batch_size=batch, workers=workers, resume=resume, swap=swap,
@@ -415,11 +421,12 @@ def _print_report(report: Any) -> None:
     report.raise_if_failed()
 
 
-def _from_plan(path: Path, target: str, collection: str, compressor: Path | None,
-               quantize: str | None, mode: str) -> tuple[Path | None, str | None, str]:
-    """``migrate --plan``: the compressor, quantizer and mode the plan chose."""
+def _from_plan(path: Path, target: str, collection: str, vector: str | None,
+               compressor: Path | None, quantize: str | None,
+               mode: str) -> tuple[Path | None, str | None, str, str]:
+    """``migrate --plan``: the compressor, quantizer, mode and full vector the plan chose."""
+    from mrl_compress.adapters import canonical_uri
     from mrl_compress.frontier import PlanFile
-    from mrl_compress.migration import compressor_sha256
 
     given = [flag for flag, value in (("--compressor", compressor), ("--quantize", quantize))
              if value is not None] + (["--mode"] if mode != "auto" else [])
@@ -427,21 +434,18 @@ def _from_plan(path: Path, target: str, collection: str, compressor: Path | None
         raise InvalidInput(f"--plan sets the compressor, quantizer and mode: leave out "
                            f"{', '.join(given)}")
     made = PlanFile.read(path)
-    made.check(target, collection)
+    vector = made.check(canonical_uri(target), collection, vector)
     chosen = made.candidate
     if chosen.native:  # float32 too: native mode then removes any quantizer of the full vector
         console.print(f"plan: the engine's {chosen.quantizer} on the full vector (native)",
                       highlight=False)
-        return None, chosen.quantizer, "native"
-    assert chosen.compressor is not None
-    artifact = Path(chosen.compressor)
-    if compressor_sha256(artifact) != made.compressor_sha256:
-        raise InvalidInput(f"{artifact} is not the artifact the plan measured (its manifest's "
-                           "sha256 differs): run mrl-compress plan again")
+        return None, chosen.quantizer, "native", vector
+    artifact = made.artifact()
     console.print(f"plan: {chosen.output} of {artifact} as {chosen.quantizer}; every output "
                   "of the artifact is written (fit with only that --dims to write one)",
                   highlight=False)
-    return artifact, None if chosen.quantizer == "float32" else chosen.quantizer, "auto"
+    return (artifact, None if chosen.quantizer == "float32" else chosen.quantizer, "auto",
+            vector)
 
 
 @app.command()
@@ -476,7 +480,7 @@ def sync(
     from mrl_compress.compressor import load
 
     model = load(compressor)
-    store = connect(target)
+    store = connect(target, existing=True)
     try:
         plan = syncing.plan(store, collection, compressor, vector=vector, batch_size=batch,
                             model=model)
@@ -560,13 +564,13 @@ def plan(
     import tempfile
 
     from mrl_compress import frontier
-    from mrl_compress.adapters import connect, scratch_for
+    from mrl_compress.adapters import canonical_uri, connect, scratch_for
     from mrl_compress.vectors import open_npy
 
     if stage not in ("single", "two-stage"):
         raise InvalidInput(f"--stage: expected single or two-stage, found '{stage}'")
     asked = np.asarray(open_npy(queries)) if queries is not None else None
-    store = connect(source)
+    store = connect(source, existing=True)
     with tempfile.TemporaryDirectory(prefix="mrl-plan-") as folder:
         scratch = scratch_for(source, folder)
         try:
@@ -576,8 +580,8 @@ def plan(
                     sample=sample, queries=asked, n_queries=n_queries, oversample=oversample,
                     stage=stage,  # type: ignore[arg-type]
                     budget=budget, target=target, native=_names(native),
-                    composed=_names(composed), seed=seed,
-                    progress=lambda done, total, label: update(done, total, 0.0),
+                    composed=_names(composed), seed=seed, target_uri=canonical_uri(source),
+                    progress=lambda done, total, label: update(done, total, label),
                 )  # fmt: skip
         finally:
             scratch.close()
@@ -589,6 +593,9 @@ def plan(
                   f"{made.stage} recall against bytes", highlight=False, soft_wrap=True)
     for line in frontier.table(rows, made.stage, chosen, oversample):
         console.print(line, highlight=False, soft_wrap=True)
+    if made.left_out:
+        console.print(f"left out, {source} cannot run them: {', '.join(made.left_out)}",
+                      highlight=False, soft_wrap=True)
     c = made.candidate
     if c.native:
         console.print(f"chosen: the engine's own {c.quantizer} of the full vector "

@@ -105,7 +105,8 @@ def fit(
     started = time.perf_counter()
     if method not in METHODS:
         raise InvalidInput(f"unknown method '{method}': expected one of {', '.join(METHODS)}")
-    checked = validate(vectors, drop_invalid=drop_invalid, what="source vectors")
+    checked = validate(vectors, drop_invalid=drop_invalid, what="source vectors",
+                       droppable=True)
     x = checked.vectors
     dim = x.shape[1]
     outputs = output_specs(method, dim, dims, k, hidden, options.get("encoder"))

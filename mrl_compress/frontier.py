@@ -33,7 +33,7 @@ import numpy as np
 
 from mrl_compress import quantizers
 from mrl_compress.compressor import Compressor
-from mrl_compress.errors import InvalidInput
+from mrl_compress.errors import ArtifactError, InvalidInput
 from mrl_compress.store import VectorField, VectorStore
 
 K = 10
@@ -115,12 +115,13 @@ class Measured:
 
 def candidates(dim: int, compressors: Sequence[tuple[str, Compressor]], offered: Sequence[str],
                native: Sequence[str] = NATIVE_DEFAULT,
-               composed: Sequence[str] = COMPOSED_DEFAULT) -> list[Candidate]:
+               composed: Sequence[str] = COMPOSED_DEFAULT,
+               engine: str = "the engine") -> list[Candidate]:
     """The full vector with each quantizer of ``native``, every dense output of each
     compressor with each of ``composed`` and the quantizer it was trained through, if any
     (``fit --option quantizer=NAME``); only names the engine ``offered``."""
     for name in (*native, *composed):
-        quantizers.parse(name)  # an unknown name is refused with the list
+        quantizers.parse_offered(name, engine, offered)  # unknown: refused with the choices
     allowed = set(offered)
     out = [Candidate(quantizers.parse(q).name, dim) for q in native
            if quantizers.parse(q).name in allowed]
@@ -260,6 +261,8 @@ class PlanFile:
     """The chosen candidate (:class:`Candidate` fields) and its measurement."""
     compressor_sha256: str | None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    """Quantizers asked for that the engine (or its scratch twin) cannot run."""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     made_at: str = ""
@@ -281,24 +284,55 @@ class PlanFile:
 
     @classmethod
     def read(cls, path: str | Path) -> PlanFile:
+        def refuse(why: object) -> InvalidInput:
+            return InvalidInput(f"{path} is not a plan written by mrl-compress plan ({why})")
+
         try:
-            data = json.loads(Path(path).read_text())
-            sha = data.pop("sha256")
-        except (OSError, json.JSONDecodeError, KeyError, AttributeError) as e:
-            raise InvalidInput(f"{path} is not a plan written by mrl-compress plan ({e})") from None
+            data = json.loads(Path(path).read_text())  # a binary file: UnicodeDecodeError
+        except (OSError, ValueError) as e:
+            raise refuse(e) from None
+        if not isinstance(data, dict) or "sha256" not in data:
+            raise refuse("no 'sha256' in it")
+        sha = data.pop("sha256")
         if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
             raise InvalidInput(f"{path} is not a {FORMAT} file of version {FORMAT_VERSION}")
         if _digest(data) != sha:
             raise InvalidInput(f"{path} was edited after mrl-compress plan wrote it (its "
                                "checksum differs): run plan again rather than editing it")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as e:  # fields missing or unknown, yet the checksum matches
+            raise refuse(e) from None
 
-    def check(self, target: str, collection: str) -> None:
-        """Refuse a plan made for another collection, naming what differs."""
+    def check(self, target: str, collection: str, vector: str | None = None) -> str:
+        """Refuse a plan made for another collection or vector, naming what differs; the
+        vector to migrate (the plan's). ``target`` as the plan names stores (``plan``'s
+        ``target_uri``: an embedded store's path made absolute)."""
         if (self.target, self.collection) != (target, collection):
             raise InvalidInput(f"the plan was made for collection '{self.collection}' at "
                                f"{self.target}, not '{collection}' at {target}: run "
                                "mrl-compress plan on this collection")
+        if vector is not None and vector != self.vector:
+            raise InvalidInput(f"the plan was made for vector '{self.vector}' of "
+                               f"'{collection}', not '{vector}': leave out --vector or run "
+                               "mrl-compress plan on that vector")
+        return self.vector
+
+    def artifact(self) -> Path:
+        """The artifact of a composed choice, refused where it is gone or is not the one
+        measured (its manifest's sha256 differs)."""
+        from mrl_compress.artifact import MANIFEST
+        from mrl_compress.migration.planning import compressor_sha256
+
+        assert self.candidate.compressor is not None, "a native plan names no artifact"
+        path = Path(self.candidate.compressor)
+        if not (path / MANIFEST).is_file():
+            raise ArtifactError(f"{path}, the artifact the plan chose, is not there (or not "
+                                "an artifact): restore it or run mrl-compress plan again")
+        if compressor_sha256(path) != self.compressor_sha256:
+            raise ArtifactError(f"{path} is not the artifact the plan measured (its "
+                                "manifest's sha256 differs): run mrl-compress plan again")
+        return path
 
 
 def plan(store: VectorStore, collection: str, scratch: VectorStore, *,
@@ -307,8 +341,13 @@ def plan(store: VectorStore, collection: str, scratch: VectorStore, *,
          oversample: int = 3, stage: Stage = "two-stage", budget: float | None = None,
          target: float | None = None, native: Sequence[str] = NATIVE_DEFAULT,
          composed: Sequence[str] = COMPOSED_DEFAULT, progress: Progress | None = None,
-         seed: int = 0) -> tuple[PlanFile, list[Measured]]:
+         seed: int = 0, target_uri: str | None = None) -> tuple[PlanFile, list[Measured]]:
     """Sample ``collection``, measure every candidate in ``scratch``, choose one.
+
+    ``target_uri``: how the plan names the store, which ``migrate --plan`` compares
+    (default ``store.uri``; the CLI gives an embedded store's absolute path, so that the
+    same plan names the same store from any directory). Compressors are recorded by
+    absolute path for the same reason.
 
     Queries are the user's (``queries``) or ``n_queries`` stored rows held out of the
     sample. Refuses bad input before measuring anything: a budget below every candidate's
@@ -327,9 +366,11 @@ def plan(store: VectorStore, collection: str, scratch: VectorStore, *,
     info = store.describe(collection)
     full = full_vector(info.fields, vector, collection, set())
     dim = full.size or 0
-    models = [(str(p), load(p)) for p in compressors]
+    models = [(str(Path(p).resolve()), load(p)) for p in compressors]
     offered = [n for n in scratch.quantizers() if n in set(store.quantizers())]
-    found = candidates(dim, models, offered, native, composed)
+    found = candidates(dim, models, offered, native, composed, engine=store.uri)
+    left_out = list(dict.fromkeys(quantizers.parse(n).name for n in (*native, *composed)
+                                  if quantizers.parse(n).name not in offered))
     if not found:
         raise InvalidInput(f"none of the quantizers asked for runs on {store.uri}; it offers "
                            + ", ".join(store.quantizers()))
@@ -362,11 +403,13 @@ def plan(store: VectorStore, collection: str, scratch: VectorStore, *,
 
         sha = compressor_sha256(chosen.candidate.compressor)
     made = PlanFile(
-        target=store.uri, collection=collection, vector=full.name, points=info.count, dim=dim,
+        target=target_uri or store.uri, collection=collection, vector=full.name,
+        points=info.count, dim=dim,
         sample=len(docs), queries=len(asked),
         query_source="given" if queries is not None else "held-out stored rows",
         stage=stage, oversample=oversample, budget=budget, recall_target=target,
         choice=asdict(chosen), compressor_sha256=sha, rows=[m.row() for m in measured],
+        left_out=left_out,
         made_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )  # fmt: skip
     return made, measured

@@ -30,6 +30,7 @@ spelling of ``binary1``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -121,6 +122,16 @@ def refuse(name: str, engine: str, offered: list[str]) -> InvalidInput:
     """The one line for a quantizer an engine cannot run, listing what it offers."""
     return InvalidInput(f"{engine} cannot run quantizer '{name}'; it offers: "
                         f"{', '.join(offered)}")
+
+
+def parse_offered(name: str | None, engine: str, offered: Sequence[str]) -> Quantizer:
+    """:func:`parse`, an unknown name refused with what ``engine`` offers (not the scheme's
+    every name, most of which another engine may not run)."""
+    try:
+        return parse(name)
+    except InvalidInput:
+        raise InvalidInput(f"unknown quantizer '{name}'; {engine} offers: "
+                           f"{', '.join(offered)} (docs/quantizers.md)") from None
 
 
 def _unknown(name: str) -> InvalidInput:

@@ -275,7 +275,7 @@ def check_quantizer(name: str | None, engine: str,
                     offered: Sequence[str]) -> quantizers.Quantizer:
     """The quantizer called ``name`` if ``engine`` offers it (None: float32): an unknown name
     and one the engine cannot run are refused with one line listing the choices."""
-    found = quantizers.parse(name)
+    found = quantizers.parse_offered(name, engine, offered)
     if found.name not in offered:
         raise quantizers.refuse(str(name), engine, list(offered))
     return found

@@ -24,10 +24,11 @@ class Checked:
 
 
 def validate(vectors: np.ndarray, *, dim: int | None = None, drop_invalid: bool = False,
-             what: str = "input") -> Checked:
+             what: str = "input", droppable: bool = False) -> Checked:
     """Refuse (or drop with ``drop_invalid``) NaN/inf rows and all-zero rows; check the dim.
 
-    A zero vector has no direction: cosine scores against it are meaningless.
+    A zero vector has no direction: cosine scores against it are meaningless. ``droppable``:
+    the caller offers ``--drop-invalid`` (``drop_invalid=True``), and the error says so.
     """
     x = np.asarray(vectors)
     if x.ndim != 2:
@@ -46,7 +47,8 @@ def validate(vectors: np.ndarray, *, dim: int | None = None, drop_invalid: bool 
         kind = "NaN/inf" if not finite[first] else "all-zero"
         raise InvalidInput(
             f"{what}: {n_bad} invalid row(s) (NaN/inf or all-zero), first at row {first} "
-            f"({kind}); fix them or pass --drop-invalid to skip them"
+            f"({kind}); " + ("fix them or pass --drop-invalid to skip them"
+                             if droppable else "fix or remove those rows")
         )
     return Checked(x[~bad] if n_bad else x, n_bad)
 

@@ -107,6 +107,24 @@ def test_a_plan_file_reads_back_and_refuses_edits_and_other_collections(tmp_path
         PlanFile.read(path)
 
 
+def test_a_plan_file_refuses_another_vector_and_files_that_are_no_plan(tmp_path: Path) -> None:
+    read = PlanFile.read(plan_file(tmp_path))
+    assert read.check("edge:./shards", "docs") == "" == read.check("edge:./shards", "docs", "")
+    with pytest.raises(InvalidInput) as other:
+        read.check("edge:./shards", "docs", "title")
+    assert str(other.value) == ("the plan was made for vector '' of 'docs', not 'title': "
+                                "leave out --vector or run mrl-compress plan on that vector")
+    bad = tmp_path / "bad.json"
+    body = json.loads((tmp_path / "plan.json").read_text())
+    body.pop("sha256")
+    body.pop("dim")
+    missing_field = {**body, "sha256": frontier._digest(body)}  # checksummed, yet no plan
+    for content in (b"\x93NUMPY\x01\x00", b"[1, 2]", json.dumps(missing_field).encode()):
+        bad.write_bytes(content)
+        with pytest.raises(InvalidInput, match=r"^\S+bad.json is not a plan written by "):
+            PlanFile.read(bad)
+
+
 # ── a whole plan, measured in Qdrant Edge, through the CLI ───────────────────────────────
 
 @pytest.fixture(scope="module")
@@ -180,13 +198,72 @@ def test_plan_refuses_bad_input_before_measuring(
     assert code == 2 and "no candidate fits 4 bytes per point; the smallest reachable is 48 B " \
         "(full 384-d turbo1)" in err
     code, _, err = plan_cli(capsys, *base, "--budget", "48", "--native", "int4")
-    assert code == 2 and "unknown quantizer 'int4': expected one of float32, int8" in err
+    assert code == 2 and f"unknown quantizer 'int4'; {uri} offers: float32, int8" in err
     np.save(tmp_path / "q.npy", np.ones((5, 100), np.float32))
     code, _, err = plan_cli(capsys, *base, "--budget", "48", "--queries", str(tmp_path / "q.npy"))
     assert code == 2 and "queries: expected 384-d vectors, found 100-d" in err
     code, _, err = plan_cli(capsys, *base, "--budget", "48", "--target", "0.9")
     assert code == 2 and "exactly one of --budget BYTES and --target RECALL" in err
+    from tests.conftest import DATA
+
+    nan = np.load(DATA / "wordnet-gloss" / "queries.dev.minilm.f16.npy")[:5].astype(np.float32)
+    nan[3, 7] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    code, _, err = plan_cli(capsys, *base, "--budget", "48", "--queries", str(tmp_path / "nan.npy"))
+    # one line, nothing before it, and no --drop-invalid (plan has none) offered
+    assert code == 2 and err == ("error: queries: 1 invalid row(s) (NaN/inf or all-zero), first "
+                                 "at row 3 (NaN/inf); fix or remove those rows\n")
+    np.save(tmp_path / "file.npy", nan)
+    code, _, err = plan_cli(capsys, "--source", f"edge:{tmp_path / 'file.npy'}", *base[2:],
+                            "--budget", "48")
+    assert code == 2 and "file.npy is a file, not a Qdrant Edge directory" in err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_a_plan_names_its_store_and_artifact_from_any_directory(
+    collection: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import shutil
+
+    uri, artifact = collection
+    shards = Path(uri.partition(":")[2])
+    shutil.copytree(artifact, tmp_path / "c.mrlc")
+    monkeypatch.chdir(tmp_path)
+    relative = f"edge:{os.path.relpath(shards, tmp_path)}"
+    code, text, err = plan_cli(
+        capsys, "--source", relative, "--collection", "docs", "--budget", "48", "--native", "",
+        "--composed", "turbo2,int8@ivf", "--compressor", "c.mrlc", "--sample", "2000",
+        "--n-queries", "50", "--out", "plan.json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"left out, {relative} cannot run them: int8@ivf" in text
+    made = PlanFile.read("plan.json")
+    assert made.target == f"edge:{shards.resolve()}" and made.left_out == ["int8@ivf"]
+    assert made.candidate.compressor == str((tmp_path / "c.mrlc").resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    plan = str(tmp_path / "plan.json")
+    # the same store by its absolute path, from another directory: the plan applies
+    code, text, err = migrate_cli(capsys, "--target", uri, "--collection", "docs", "--plan",
+                                  plan, "--dry-run")
+    assert code == 0, err
+    assert "turbo2" in text
+    # the plan's relative spelling, from here, names another place: refused, nothing created
+    code, _, err = migrate_cli(capsys, "--target", relative, "--collection", "docs", "--plan",
+                               plan, "--dry-run")
+    assert code == 2 and f"the plan was made for collection 'docs' at edge:{shards}" in err
+    code, _, err = migrate_cli(capsys, "--target", relative, "--collection", "docs",
+                               "--mode", "native", "--quantize", "int8", "--dry-run")
+    assert code == 5 and "no store at" in err and os.listdir(".") == []
+    code, _, err = migrate_cli(capsys, "--target", uri, "--collection", "docs", "--vector",
+                               "title", "--plan", plan, "--dry-run")
+    assert code == 2 and "the plan was made for vector '' of 'docs', not 'title'" in err
+    (tmp_path / "c.mrlc").rename(tmp_path / "moved.mrlc")
+    code, _, err = migrate_cli(capsys, "--target", uri, "--collection", "docs", "--plan", plan,
+                               "--dry-run")
+    assert code == 3 and "the artifact the plan chose, is not there" in err
 
 
 def migrate_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -126,8 +126,8 @@ def test_edge_refuses_unknown_and_unoffered_names_changing_nothing(edge: Any) ->
     before, fields = path.read_text(), edge.describe("docs").fields
     offered = ", ".join(quantizers.names())
     for bad, line in [
-        ("int4", "unknown quantizer 'int4': expected one of " + offered
-         + ", optionally followed by @ivf (docs/quantizers.md)"),
+        ("int4", f"unknown quantizer 'int4'; Qdrant Edge at {path.parents[1]} offers: "
+         f"{offered} (docs/quantizers.md)"),
         ("int8@ivf", f"Qdrant Edge at {path.parents[1]} cannot run quantizer 'int8@ivf'; it "
          f"offers: {offered}"),
     ]:  # fmt: skip

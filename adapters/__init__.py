@@ -34,7 +34,9 @@ from mrl_compress.store import (
     VectorField,
     Vectors,
     VectorStore,
+    canonical_uri,
     collection_not_found,
+    embedded_path,
     reservoir_sample,
     vector_not_found,
 )
@@ -58,24 +60,6 @@ __all__ = [
 ]
 
 
-EMBEDDED = ("qdrant-local", "edge", "milvus")
-"""Schemes whose URI names a path on this machine (``milvus://`` is a server)."""
-
-
-def _embedded_path(uri: str) -> Path | None:
-    scheme, _, rest = uri.partition(":")
-    if scheme not in EMBEDDED or rest.startswith("//") or rest in ("", ":memory:"):
-        return None
-    return Path(rest).expanduser()
-
-
-def canonical_uri(uri: str) -> str:
-    """``uri`` with an embedded store's path made absolute: one name for one store, from any
-    working directory (a plan file names the store it measured by it)."""
-    path = _embedded_path(uri)
-    return uri if path is None else f"{uri.partition(':')[0]}:{path.resolve()}"
-
-
 def connect(uri: str, *, existing: bool = False) -> VectorStore:
     """Open the store named by ``uri`` (see the module docstring for the schemes).
 
@@ -83,9 +67,9 @@ def connect(uri: str, *, existing: bool = False) -> VectorStore:
     read a collection: a mistyped path would otherwise open a new, empty store there).
     """
     scheme, _, rest = uri.partition(":")
-    path = _embedded_path(uri)
+    path = embedded_path(uri)
     if existing and path is not None and not path.exists():
-        raise NotFound(f"no store at {path} ({uri}): check the path")
+        raise NotFound(f"no store at {uri}: check the path")
     if scheme in ("qdrant", "qdrants", "qdrant-local", "http", "https"):
         from mrl_compress.adapters.qdrant import QdrantStore
 

@@ -159,13 +159,12 @@ class MatryoshkaRetriever(BaseRetriever):
         given. Refuses a plan for another collection, an edited one, and an artifact that is
         not the one the plan measured.
         """
-        from mrl_compress.adapters import canonical_uri
         from mrl_compress.frontier import PlanFile
 
         made = PlanFile.read(plan)
         opened = connect(store) if isinstance(store, str) else store
         try:
-            made.check(canonical_uri(opened.uri), made.collection)
+            made.check(opened.uri, made.collection)
             artifact = None if made.candidate.native else made.artifact()
         except MrlCompressError:
             if isinstance(store, str):

@@ -164,7 +164,7 @@ class EdgeStore:
         path = self._alias_path
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             stamp = (-1, -1, -1)
         else:
             stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
@@ -172,7 +172,7 @@ class EdgeStore:
             try:
                 with open(path, encoding="utf-8") as file:
                     table = dict(json.load(file))
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 table = {}
             # stamp taken before the read: a table replaced in between is read again next call
             self._alias_table, self._alias_stamp = table, stamp

@@ -226,13 +226,15 @@ def encode(
     """
     from mrl_compress.codes import encode_to_npz
     from mrl_compress.compressor import load
-    from mrl_compress.vectors import open_source
+    from mrl_compress.vectors import open_source, validate
 
     if query_nonzeros is not None and not queries:
         raise InvalidInput(f"--query-nonzeros {query_nonzeros} applies to query codes: add "
                            "--queries (document codes keep the compressor's k)")
     model = load(compressor, runtime=runtime, device=device)
     vectors = np.asarray(open_source(input, column))
+    if not drop_invalid:  # refused here, where the error can offer --drop-invalid
+        validate(vectors, dim=model.input_dim, what=str(input), droppable=True)
     written = encode_to_npz(model, vectors, output, queries=queries,
                             query_nonzeros=query_nonzeros, drop_invalid=drop_invalid)
     what = "queries" if queries else f"vectors on {model.provider}"
@@ -425,7 +427,6 @@ def _from_plan(path: Path, target: str, collection: str, vector: str | None,
                compressor: Path | None, quantize: str | None,
                mode: str) -> tuple[Path | None, str | None, str, str]:
     """``migrate --plan``: the compressor, quantizer, mode and full vector the plan chose."""
-    from mrl_compress.adapters import canonical_uri
     from mrl_compress.frontier import PlanFile
 
     given = [flag for flag, value in (("--compressor", compressor), ("--quantize", quantize))
@@ -434,7 +435,7 @@ def _from_plan(path: Path, target: str, collection: str, vector: str | None,
         raise InvalidInput(f"--plan sets the compressor, quantizer and mode: leave out "
                            f"{', '.join(given)}")
     made = PlanFile.read(path)
-    vector = made.check(canonical_uri(target), collection, vector)
+    vector = made.check(target, collection, vector)
     chosen = made.candidate
     if chosen.native:  # float32 too: native mode then removes any quantizer of the full vector
         console.print(f"plan: the engine's {chosen.quantizer} on the full vector (native)",
@@ -564,7 +565,7 @@ def plan(
     import tempfile
 
     from mrl_compress import frontier
-    from mrl_compress.adapters import canonical_uri, connect, scratch_for
+    from mrl_compress.adapters import connect, scratch_for
     from mrl_compress.vectors import open_npy
 
     if stage not in ("single", "two-stage"):
@@ -580,7 +581,7 @@ def plan(
                     sample=sample, queries=asked, n_queries=n_queries, oversample=oversample,
                     stage=stage,  # type: ignore[arg-type]
                     budget=budget, target=target, native=_names(native),
-                    composed=_names(composed), seed=seed, target_uri=canonical_uri(source),
+                    composed=_names(composed), seed=seed,
                     progress=lambda done, total, label: update(done, total, label),
                 )  # fmt: skip
         finally:
@@ -594,8 +595,8 @@ def plan(
     for line in frontier.table(rows, made.stage, chosen, oversample):
         console.print(line, highlight=False, soft_wrap=True)
     if made.left_out:
-        console.print(f"left out, {source} cannot run them: {', '.join(made.left_out)}",
-                      highlight=False, soft_wrap=True)
+        console.print(f"left out, {source} or the embedded engine plan measures in cannot "
+                      f"run them: {', '.join(made.left_out)}", highlight=False, soft_wrap=True)
     c = made.candidate
     if c.native:
         console.print(f"chosen: the engine's own {c.quantizer} of the full vector "

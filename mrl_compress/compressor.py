@@ -102,7 +102,7 @@ class Compressor:
     def encode(self, vectors: np.ndarray, batch_size: int = 8192,
                drop_invalid: bool = False) -> Encoded:
         """Encode rows in order. Dense outputs: (n, d) float32; sparse: :class:`SparseBatch`."""
-        x = validate(vectors, dim=self.input_dim, drop_invalid=drop_invalid, droppable=True,
+        x = validate(vectors, dim=self.input_dim, drop_invalid=drop_invalid,
                      what="vectors to encode").vectors
         parts = [self.runtime.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         if not parts:
@@ -160,7 +160,7 @@ class Compressor:
             raise InvalidInput(
                 f"query non-zeros apply to sparse (csr) outputs; this {self.method} "
                 f"compressor's outputs ({', '.join(o.name for o in self.outputs)}) are dense")
-        x = validate(vectors, dim=self.input_dim, drop_invalid=drop_invalid, droppable=True,
+        x = validate(vectors, dim=self.input_dim, drop_invalid=drop_invalid,
                      what="queries to encode").vectors
         parts = [{o.name: self.encode_queries(x[i : i + batch_size], o.name,
                                               nonzeros if o.kind == "sparse" else None)

@@ -183,7 +183,7 @@ def _train(method: str, train: np.ndarray, outputs: list[Output],
     require("torch", "train")
     import torch
 
-    from mrl_compress.training.methods import TRAINERS, TrainSettings
+    from mrl_compress.training.methods import TRAINERS, TrainSettings, spreads
 
     known = {f.name for f in fields(TrainSettings)}
     unknown = sorted(set(options) - known)
@@ -203,6 +203,7 @@ def _train(method: str, train: np.ndarray, outputs: list[Output],
         settings = replace(settings, hidden=None, encoder=None)
     elif settings.encoder is None:
         settings = replace(settings, encoder=CSR_ENCODER)
+    settings = replace(settings, spread=spreads(method, settings))
     torch.manual_seed(settings.seed)
     t_pairs = (torch.from_numpy(pairs[0]), torch.from_numpy(pairs[1])) if pairs else None
     model = TRAINERS[method](torch.from_numpy(train), settings, t_pairs, progress)

@@ -34,7 +34,7 @@ import numpy as np
 from mrl_compress import quantizers
 from mrl_compress.compressor import Compressor
 from mrl_compress.errors import ArtifactError, InvalidInput
-from mrl_compress.store import VectorField, VectorStore
+from mrl_compress.store import VectorField, VectorStore, canonical_uri
 
 K = 10
 HNSW_LINK_BYTES = 2 * 16 * 4
@@ -306,11 +306,12 @@ class PlanFile:
 
     def check(self, target: str, collection: str, vector: str | None = None) -> str:
         """Refuse a plan made for another collection or vector, naming what differs; the
-        vector to migrate (the plan's). ``target`` as the plan names stores (``plan``'s
-        ``target_uri``: an embedded store's path made absolute)."""
-        if (self.target, self.collection) != (target, collection):
+        vector to migrate (the plan's). Stores are compared by :func:`canonical_uri` (a
+        plan from before this rule may name one by a relative path: it is read from here)."""
+        made, given = canonical_uri(self.target), canonical_uri(target)
+        if (made, self.collection) != (given, collection):
             raise InvalidInput(f"the plan was made for collection '{self.collection}' at "
-                               f"{self.target}, not '{collection}' at {target}: run "
+                               f"{made}, not '{collection}' at {given}: run "
                                "mrl-compress plan on this collection")
         if vector is not None and vector != self.vector:
             raise InvalidInput(f"the plan was made for vector '{self.vector}' of "
@@ -341,13 +342,12 @@ def plan(store: VectorStore, collection: str, scratch: VectorStore, *,
          oversample: int = 3, stage: Stage = "two-stage", budget: float | None = None,
          target: float | None = None, native: Sequence[str] = NATIVE_DEFAULT,
          composed: Sequence[str] = COMPOSED_DEFAULT, progress: Progress | None = None,
-         seed: int = 0, target_uri: str | None = None) -> tuple[PlanFile, list[Measured]]:
+         seed: int = 0) -> tuple[PlanFile, list[Measured]]:
     """Sample ``collection``, measure every candidate in ``scratch``, choose one.
 
-    ``target_uri``: how the plan names the store, which ``migrate --plan`` compares
-    (default ``store.uri``; the CLI gives an embedded store's absolute path, so that the
-    same plan names the same store from any directory). Compressors are recorded by
-    absolute path for the same reason.
+    The plan names the store by :func:`canonical_uri` (an embedded store by its absolute
+    path, so that it names the same store from any directory) and compressors by absolute
+    path, for the same reason.
 
     Queries are the user's (``queries``) or ``n_queries`` stored rows held out of the
     sample. Refuses bad input before measuring anything: a budget below every candidate's
@@ -403,7 +403,7 @@ def plan(store: VectorStore, collection: str, scratch: VectorStore, *,
 
         sha = compressor_sha256(chosen.candidate.compressor)
     made = PlanFile(
-        target=target_uri or store.uri, collection=collection, vector=full.name,
+        target=canonical_uri(store.uri), collection=collection, vector=full.name,
         points=info.count, dim=dim,
         sample=len(docs), queries=len(asked),
         query_source="given" if queries is not None else "held-out stored rows",

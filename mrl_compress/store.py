@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -263,6 +264,25 @@ class VectorStore(Protocol):
     def drop_collection(self, collection: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+EMBEDDED_SCHEMES = ("qdrant-local", "edge", "milvus")
+"""URI schemes that name a path on this machine (``milvus://host`` is a server)."""
+
+
+def embedded_path(uri: str) -> Path | None:
+    """The path an embedded store's URI names (as the stores open it), else None."""
+    scheme, _, rest = uri.partition(":")
+    if scheme not in EMBEDDED_SCHEMES or rest.startswith("//") or rest in ("", ":memory:"):
+        return None
+    return Path(rest)
+
+
+def canonical_uri(uri: str) -> str:
+    """``uri`` with an embedded store's path made absolute: one name for one store from any
+    working directory (a plan file names the store it measured by it)."""
+    path = embedded_path(uri)
+    return uri if path is None else f"{uri.partition(':')[0]}:{path.resolve()}"
 
 
 def rows_need_every_field(store: VectorStore) -> bool:

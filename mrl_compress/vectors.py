@@ -23,6 +23,13 @@ class Checked:
     dropped: int = 0
 
 
+def first_invalid(vectors: np.ndarray) -> int | None:
+    """The first row that is NaN/inf or all-zero, else None."""
+    x = np.asarray(vectors)
+    bad = ~(np.isfinite(x).all(axis=1) & (np.abs(x).sum(axis=1) > 0))
+    return int(np.flatnonzero(bad)[0]) if bad.any() else None
+
+
 def validate(vectors: np.ndarray, *, dim: int | None = None, drop_invalid: bool = False,
              what: str = "input", droppable: bool = False) -> Checked:
     """Refuse (or drop with ``drop_invalid``) NaN/inf rows and all-zero rows; check the dim.

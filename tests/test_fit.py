@@ -271,3 +271,22 @@ def test_adaptor_spreads_each_shell_without_changing_a_score(scifact: np.ndarray
         return float(var[:8].sum() / var[-8:].sum())
 
     assert unevenness(spread["mrl_64"]) < 1.5 and unevenness(plain["mrl_64"]) > 2.5
+
+
+def test_spread_is_left_out_where_it_would_undo_training_or_does_not_apply(
+    fitted: dict, scifact: np.ndarray
+) -> None:
+    import mrl_compress
+
+    def quick(spread: bool) -> object:
+        return mrl_compress.fit(scifact[:2000], "adaptor", dims=(32,), steps=8, holdout=200,
+                                eval_docs=1200, quantizer="binary1", spread=spread)
+
+    # trained through a sign code, its coordinates are what training fitted to the code
+    on, off = quick(True), quick(False)
+    assert on.compressor.manifest.settings["spread"] is False
+    x = scifact[3000:3100]
+    assert np.array_equal(on.compressor.encode(x)["mrl_32"], off.compressor.encode(x)["mrl_32"])
+    for method in ("pca", "ads", "truncate", "csr"):
+        assert fitted[method].compressor.manifest.settings["spread"] is False
+    assert fitted["adaptor"].compressor.manifest.settings["spread"] is True

@@ -238,7 +238,8 @@ def test_a_plan_names_its_store_and_artifact_from_any_directory(
         "--n-queries", "50", "--out", "plan.json",
     )  # fmt: skip
     assert code == 0, err
-    assert f"left out, {relative} cannot run them: int8@ivf" in text
+    assert f"left out, {relative} or the embedded engine plan measures in cannot run them: " \
+        "int8@ivf" in text
     made = PlanFile.read("plan.json")
     assert made.target == f"edge:{shards.resolve()}" and made.left_out == ["int8@ivf"]
     assert made.candidate.compressor == str((tmp_path / "c.mrlc").resolve())
@@ -264,6 +265,27 @@ def test_a_plan_names_its_store_and_artifact_from_any_directory(
     code, _, err = migrate_cli(capsys, "--target", uri, "--collection", "docs", "--plan", plan,
                                "--dry-run")
     assert code == 3 and "the artifact the plan chose, is not there" in err
+    (tmp_path / "moved.mrlc").rename(tmp_path / "c.mrlc")
+    manifest = tmp_path / "c.mrlc" / "manifest.json"
+    manifest.write_text(manifest.read_text() + " ")  # another artifact at the same path
+    code, _, err = migrate_cli(capsys, "--target", uri, "--collection", "docs", "--plan", plan,
+                               "--dry-run")
+    assert code == 3 and "c.mrlc is not the artifact the plan measured" in err
+    from mrl_compress.adapters.langchain import MatryoshkaRetriever
+    from mrl_compress.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="is not the artifact the plan measured"):
+        MatryoshkaRetriever.from_plan(plan, uri, embeddings=None)  # type: ignore[arg-type]
+
+
+def test_a_plan_naming_its_store_by_a_relative_path_is_read_from_where_it_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = PlanFile.read(plan_file(tmp_path))  # target "edge:./shards", as plans once were
+    monkeypatch.chdir(tmp_path)
+    read.check(f"edge:{tmp_path / 'shards'}", "docs")
+    with pytest.raises(InvalidInput, match="the plan was made for collection 'docs' at edge:"):
+        read.check(f"edge:{tmp_path / 'other'}", "docs")
 
 
 def migrate_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

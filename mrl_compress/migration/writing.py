@@ -23,7 +23,9 @@ from mrl_compress.migration.planning import (
 from mrl_compress.migration.reconciliation import CopyRecord, reconcile
 from mrl_compress.migration.rows import SCAN_BATCH, Rows, read_rows
 from mrl_compress.migration.verification import Verification, verify
+from mrl_compress.outputs import Encoded
 from mrl_compress.store import VectorStore
+from mrl_compress.vectors import first_invalid
 
 Progress = Callable[[int, int], None]
 """``progress(points_done, points_total)`` after every committed batch."""
@@ -235,6 +237,18 @@ def _catch_up(store: VectorStore, plan: Plan, model: Compressor) -> int:
     return sync.run(found, store, compressor=model).written
 
 
+def encode_stored(model: Compressor, batch: Rows, vector: str) -> Encoded:
+    """Encode a batch's stored vectors; one with no direction (NaN/inf or all-zero) is
+    refused by its point id, before anything of the batch is written."""
+    x = batch.vectors[vector]
+    bad = first_invalid(x)
+    if bad is not None:
+        raise InvalidInput(f"point {batch.ids[bad]!r} holds a NaN/inf or all-zero '{vector}' "
+                           "vector, which has no direction to compress: fix or delete it, "
+                           "then run migrate again")
+    return model.encode(x)
+
+
 def _write_pass(store: VectorStore, plan: Plan, model: Compressor, ck: Checkpoint,
                 target: str, progress: Progress | None) -> None:
     """Read, encode and write every batch after ``ck.offset``; checkpoint after each."""
@@ -242,7 +256,7 @@ def _write_pass(store: VectorStore, plan: Plan, model: Compressor, ck: Checkpoin
     names = plan.copied_vectors if copy else [plan.vector]
 
     def write(batch: Rows) -> None:
-        encoded = model.encode(batch.vectors[plan.vector])
+        encoded = encode_stored(model, batch, plan.vector)
         if copy:
             store.upsert(target, batch.ids, {**batch.vectors, **encoded}, batch.payloads)
         else:

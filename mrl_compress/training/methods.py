@@ -76,8 +76,8 @@ class TrainSettings:
     # adaptor: after training, turn each nested shell of the basis by a random rotation
     # (spread_within_prefixes). Every prefix scores exactly as trained; the engine's PQ
     # codes the spread coordinates better (recall@10 at 48 B, pq16: +0.023 for one 192-d
-    # output on wordnet-gloss, +0.011 for nested ones on SciFact; docs/benchmarks.md). Not
-    # for a residual adaptor, whose branch reads the basis.
+    # output on wordnet-gloss, +0.011 for nested ones on SciFact; docs/benchmarks.md). Where
+    # it does not apply (spreads()) the manifest records False.
     spread: bool = True
     seed: int = 0
 
@@ -140,6 +140,15 @@ def starting_basis(x: torch.Tensor, sampler: Sampler,
     if local:
         return torch.zeros(x.shape[1], device=x.device), sampler.within_cluster_basis()
     return pca_basis(x, center=s.center)
+
+
+def spreads(method: str, s: TrainSettings) -> bool:
+    """Whether a fit turns its shells after training (``spread``): the adaptor's linear map
+    only. Not a residual branch, which reads the basis; not a map trained through a sign
+    code, whose coordinates are what that training fitted to the code (turned afterwards,
+    binary1 recall@10 fell from 0.52 to 0.47 on SciFact)."""
+    sign = s.quantizer is not None and quantization.is_sign_code(s.quantizer)
+    return s.spread and method == "adaptor" and not s.residual_hidden and not sign
 
 
 def spread_within_prefixes(basis: torch.Tensor, dims: tuple[int, ...],
@@ -220,7 +229,7 @@ def fit_adaptor(x: torch.Tensor, s: TrainSettings, pairs: Pairs,
                             progress=_offset(progress, done, steps))
         done += n
     model.dims = tuple(s.dims)
-    if s.spread and model.residual is None and model.rotation is not None:
+    if spreads("adaptor", s) and model.rotation is not None:
         with torch.no_grad():
             model.rotation.copy_(spread_within_prefixes(model.rotation.detach(), s.dims,
                                                         s.seed + 1))

@@ -443,3 +443,38 @@ def test_alias_swap_and_drop(tiny):
     with pytest.raises(NotFound):
         tiny.describe("tiny_v2")
     assert tiny.describe("tiny").count == 3
+
+
+@pytest.mark.parametrize("scheme", ["edge", "qdrant-local", "milvus"])
+def test_an_embedded_path_where_no_store_is_is_refused_or_made_only_when_written(
+    scheme: str, tmp_path: Path
+) -> None:
+    from mrl_compress.adapters import canonical_uri
+
+    where = tmp_path / ("m.db" if scheme == "milvus" else "store")
+    uri = f"{scheme}:{where}"
+    with pytest.raises(NotFound, match=f"^no store at {uri}: check the path$"):
+        connect(uri, existing=True)
+    assert list(tmp_path.iterdir()) == []
+    assert canonical_uri(uri) == uri
+    if scheme == "edge":  # opened to write: the directory comes with the first collection
+        store = connect(uri)
+        with pytest.raises(NotFound):
+            store.describe("docs")
+        assert list(tmp_path.iterdir()) == []
+        store.create_collection("docs", [VectorField("", "dense", 8, "cosine")])
+        assert (where / "docs").is_dir()
+        store.close()
+
+
+def test_canonical_uri_names_an_embedded_store_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mrl_compress.adapters import canonical_uri
+
+    monkeypatch.chdir(tmp_path)
+    assert canonical_uri("edge:./shards") == f"edge:{tmp_path.resolve() / 'shards'}"
+    assert canonical_uri("milvus:x.db") == f"milvus:{tmp_path.resolve() / 'x.db'}"
+    for server in ("qdrant://db:6333", "qdrants://db:6333", "http://db:6333",
+                   "milvus://db:19530", "qdrant-local::memory:"):
+        assert canonical_uri(server) == server

@@ -344,6 +344,10 @@ def test_bad_inputs_are_one_line_and_write_nothing(
     store.create_collection("loud", [VectorField("", "dense", 384, "dot")])
     store.upsert("loud", list(range(n)), {"": 3 * vectors[:n]})
     store.create_collection("docs_mrl", [VectorField("x", "dense", 4, "cosine")])
+    zeros = vectors[:n].copy()
+    zeros[7] = 0  # a point with no direction (dot: a cosine field would normalise it)
+    store.create_collection("zeros", [VectorField("", "dense", 384, "dot")])
+    store.upsert("zeros", list(range(n)), {"": zeros})
     store.close()
     base = ["--target", uri, "--compressor", str(artifact)]
 
@@ -353,7 +357,13 @@ def test_bad_inputs_are_one_line_and_write_nothing(
 
     assert fails("--collection", "nope") == (5, (
         "error: collection 'nope' does not exist; the store has 'docs', 'docs_mrl', 'loud', "
-        "'small'"))  # fmt: skip
+        "'small', 'zeros'"))  # fmt: skip
+    code, err = fails("--collection", "zeros")  # after its progress bar had started
+    assert (code, err.splitlines()[-1]) == (2, (
+        "error: point 7 holds a NaN/inf or all-zero '' vector, which has no direction to "
+        "compress: fix or delete it, then run migrate again"))  # fmt: skip
+    migration.checkpoint_path(artifact, "zeros").unlink(missing_ok=True)
+    assert connect(uri).count_having("zeros", ["mrl_32"]) == 0  # no point's outputs written
     assert fails("--collection", "small") == (2, (
         f"error: compressor {artifact} takes 384-d vectors but vector '' (default) of 'small' "
         "holds 128-d vectors: use a compressor fitted on this collection"))  # fmt: skip

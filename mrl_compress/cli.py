@@ -234,7 +234,7 @@ def encode(
     model = load(compressor, runtime=runtime, device=device)
     vectors = np.asarray(open_source(input, column))
     if not drop_invalid:  # refused here, where the error can offer --drop-invalid
-        validate(vectors, dim=model.input_dim, what=str(input), droppable=True)
+        validate(vectors, dim=model.input_dim, what="vectors to encode", droppable=True)
     written = encode_to_npz(model, vectors, output, queries=queries,
                             query_nonzeros=query_nonzeros, drop_invalid=drop_invalid)
     what = "queries" if queries else f"vectors on {model.provider}"

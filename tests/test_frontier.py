@@ -87,15 +87,19 @@ def plan_file(tmp_path: Path) -> Path:
     return made.save(tmp_path / "plan.json")
 
 
-def test_a_plan_file_reads_back_and_refuses_edits_and_other_collections(tmp_path: Path) -> None:
+def test_a_plan_file_reads_back_and_refuses_edits_and_other_collections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = plan_file(tmp_path)
     read = PlanFile.read(path)
     assert read.candidate == ROWS[5].candidate
+    monkeypatch.chdir(tmp_path)
     read.check("edge:./shards", "docs")
     with pytest.raises(InvalidInput) as other:
         read.check("edge:./shards", "notes")
-    assert str(other.value) == ("the plan was made for collection 'docs' at edge:./shards, not "
-                                "'notes' at edge:./shards: run mrl-compress plan on this "
+    shards = tmp_path.resolve() / "shards"  # stores are named by their absolute path
+    assert str(other.value) == (f"the plan was made for collection 'docs' at edge:{shards}, "
+                                f"not 'notes' at edge:{shards}: run mrl-compress plan on this "
                                 "collection")
     data: dict[str, Any] = json.loads(path.read_text())
     data["choice"]["candidate"]["quantizer"] = "binary1"

@@ -74,9 +74,9 @@ class TrainSettings:
     # with (quantization-aware; see training.quantization), e.g. "turbo2"; None = float scores
     quantizer: str | None = None
     # adaptor: after training, turn each nested shell of the basis by a random rotation
-    # (spread_within_prefixes). Every prefix scores exactly as trained; the engine's PQ
-    # codes the spread coordinates better (recall@10 at 48 B, pq16: +0.023 for one 192-d
-    # output on wordnet-gloss, +0.011 for nested ones on SciFact; docs/benchmarks.md). Where
+    # (spread_within_prefixes). Every prefix scores exactly as trained; the engine's PQ and
+    # binary codes keep the spread coordinates better (recall@10 on wordnet-gloss: pq16 of
+    # one 192-d output +0.023, binary1-q8 of a 384-d one +0.09; docs/benchmarks.md). Where
     # it does not apply (spreads()) the manifest records False.
     spread: bool = True
     seed: int = 0

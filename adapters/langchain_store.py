@@ -38,6 +38,7 @@ from mrl_compress.compressor import Compressor, load
 from mrl_compress.errors import Conflict, InvalidInput, MissingDependency, NotFound
 from mrl_compress.store import CollectionInfo, Filter, Hit, PointId, VectorField
 from mrl_compress.store import VectorStore as Store
+from mrl_compress.vectors import valid_rows
 
 try:
     from langchain_core.documents import Document
@@ -646,11 +647,10 @@ def checked_vectors(embedded: Any, n: int, dim: int, field: str) -> np.ndarray:
             f"the embeddings are {vectors.shape[1]}-d but the full vector '{field}' holds "
             f"{dim}-d ones: another embedding model? nothing was written"
         )
-    finite = np.asarray(np.isfinite(vectors).all(axis=1))
-    bad = ~(finite & (np.abs(vectors).sum(axis=1) > 0))
+    bad = ~valid_rows(vectors)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        kind = "NaN/inf" if not finite[first] else "all-zero"
+        kind = "NaN/inf" if not np.isfinite(vectors[first]).all() else "all-zero"
         raise InvalidInput(
             f"{int(bad.sum())} of {n} embeddings are NaN/inf or all-zero (first: text {first}, "
             f"{kind}); nothing was written"

@@ -11,7 +11,8 @@ i.e. ``fit --option quantizer=NAME``) on ``--fit-rows`` corpus rows, and each ca
 (``OUTPUT:QUANTIZER``) is measured by :func:`mrl_compress.frontier.measure`, as ``plan``
 measures it: built in a scratch Edge shard from a 20k-document sample, searched with 500
 held-out dev queries, recall@10 against exact full-vector search, single stage (the codes
-alone) and two-stage (x3 rescored by the full vector). Rows go to
+alone) and two-stage (x3 rescored by the full vector); beside them, in the same run on the
+same sample, the engine's own quantizers of the full vector (``--native``). Rows go to
 bench/results/quantization_aware.jsonl.
 """
 
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--fit-rows", type=int, default=20_000)
     parser.add_argument("--sample", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--native", default="pq32,turbo1,binary1-q8",
+                        help="the engine's quantizers of the full vector, measured in the same "
+                             "run on the same sample (the bar at those bytes)")
     parser.add_argument("--spread", default="on",
                         help="on,off: fit with and without the shells spread (spread=false)")
     args = parser.parse_args()
@@ -65,6 +69,19 @@ def main() -> None:
              "machine": f"{platform.machine()} cpus={os.cpu_count()}", "set": args.set,
              "model": args.model, "dims": dims, "fit_rows": args.fit_rows}
     out = Path(__file__).resolve().parent / "results" / "quantization_aware.jsonl"
+
+    def record(m: frontier.Measured, **what: object) -> None:
+        row = {**stamp, **what, "candidate": m.candidate.label, "code_bytes": m.code_bytes,
+               "single": round(m.single, 4), "single_se": round(m.single_se, 4),
+               "two_stage": round(m.two_stage, 4)}
+        print(json.dumps(row), flush=True)
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    for name in filter(None, args.native.split(",")):
+        c = frontier.Candidate(name, docs.shape[1])
+        record(frontier.measure(c, docs, queries, truth, scratch, oversample=3,
+                                timed_queries=50), trained_through="engine")
     for steps in (int(s) for s in args.steps.split(",")):
         for name, spread in ((n, v) for n in args.quantizers.split(",")
                              for v in args.spread.split(",")):
@@ -79,14 +96,8 @@ def main() -> None:
                 c = frontier.Candidate(quantizer, size or 0, output, "bench", "adaptor")
                 m = frontier.measure(c, docs, queries, truth, scratch, fitted.compressor,
                                      oversample=3, timed_queries=50)
-                row = {**stamp, "steps": steps, "trained_through": trained,
-                       "spread": spread == "on",
-                       "fit_s": round(fit_s), "candidate": c.label, "code_bytes": m.code_bytes,
-                       "single": round(m.single, 4), "single_se": round(m.single_se, 4),
-                       "two_stage": round(m.two_stage, 4)}
-                print(json.dumps(row), flush=True)
-                with open(out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                record(m, steps=steps, trained_through=trained, spread=spread == "on",
+                       fit_s=round(fit_s))
     scratch.close()
 
 

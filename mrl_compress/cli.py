@@ -582,7 +582,7 @@ def plan(
                     stage=stage,  # type: ignore[arg-type]
                     budget=budget, target=target, native=_names(native),
                     composed=_names(composed), seed=seed,
-                    progress=lambda done, total, label: update(done, total, label),
+                    progress=update,
                 )  # fmt: skip
         finally:
             scratch.close()

@@ -31,6 +31,7 @@ from mrl_compress.errors import InvalidInput, NotFound, StoreError
 from mrl_compress.migration.planning import check_input, full_vector, quoted
 from mrl_compress.outputs import Output
 from mrl_compress.store import CollectionInfo, PointId, VectorStore
+from mrl_compress.vectors import valid_rows
 
 Progress = Callable[[int, int], None]
 """``progress(points_done, points_total)`` after every written batch."""
@@ -135,7 +136,7 @@ def run(plan: SyncPlan, store: VectorStore, *, compressor: Compressor | None = N
     for batch in store.iter_batches(plan.collection, plan.vector, plan.batch_size,
                                     with_payload=False, missing=names):  # fmt: skip
         vectors = np.asarray(batch.vectors, dtype=np.float32)
-        good = np.isfinite(vectors).all(axis=1) & (np.abs(vectors).sum(axis=1) > 0)
+        good = valid_rows(vectors)
         ids = [pid for pid, ok in zip(batch.ids, good, strict=True) if ok]
         report.skipped += [pid for pid, ok in zip(batch.ids, good, strict=True) if not ok]
         if ids and confirm:

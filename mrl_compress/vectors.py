@@ -23,10 +23,15 @@ class Checked:
     dropped: int = 0
 
 
+def valid_rows(vectors: np.ndarray) -> np.ndarray:
+    """Which rows have a direction: finite and not all-zero (a boolean mask)."""
+    x = np.asarray(vectors)
+    return np.isfinite(x).all(axis=1) & (np.abs(x).sum(axis=1) > 0)
+
+
 def first_invalid(vectors: np.ndarray) -> int | None:
     """The first row that is NaN/inf or all-zero, else None."""
-    x = np.asarray(vectors)
-    bad = ~(np.isfinite(x).all(axis=1) & (np.abs(x).sum(axis=1) > 0))
+    bad = ~valid_rows(vectors)
     return int(np.flatnonzero(bad)[0]) if bad.any() else None
 
 
@@ -45,13 +50,11 @@ def validate(vectors: np.ndarray, *, dim: int | None = None, drop_invalid: bool 
     if dim is not None and x.shape[1] != dim:
         raise InvalidInput(f"{what}: expected {dim}-d vectors, found {x.shape[1]}-d")
     x = x.astype(np.float32, copy=False)
-    finite = np.isfinite(x).all(axis=1)
-    nonzero = np.abs(x).sum(axis=1) > 0
-    bad = ~(finite & nonzero)
+    bad = ~valid_rows(x)
     n_bad = int(bad.sum())
     if n_bad and not drop_invalid:
         first = int(np.flatnonzero(bad)[0])
-        kind = "NaN/inf" if not finite[first] else "all-zero"
+        kind = "NaN/inf" if not np.isfinite(x[first]).all() else "all-zero"
         raise InvalidInput(
             f"{what}: {n_bad} invalid row(s) (NaN/inf or all-zero), first at row {first} "
             f"({kind}); " + ("fix them or pass --drop-invalid to skip them"
